@@ -1,0 +1,20 @@
+"""The source classes of the simulated training set (DESIGN.md, decision 7)."""
+
+from __future__ import annotations
+
+__all__ = ["CLASS_NAMES", "ABSORBED_POWERLAW_CLASSES"]
+
+CLASS_NAMES: tuple[str, ...] = (
+    "AGN",
+    "obscured AGN",
+    "HMXB",
+    "LMXB",
+    "CV",
+    "YSO",
+    "coronal star",
+    "NS/pulsar",
+)
+"""Class names, in the order of the integer class ids used in shards and networks."""
+
+ABSORBED_POWERLAW_CLASSES: tuple[int, ...] = (0, 1, 2)
+"""Class ids whose spectra are absorbed power laws (AGN, obscured AGN, HMXB)."""
