@@ -1,0 +1,85 @@
+"""Shared fixtures: the real Chandra spectra that ship inside the installed sherpa package,
+the optional larger set in ../shared/data/chandra, and damaged copies made on the fly."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sherpa
+from astropy.io import fits
+
+SHERPA_DATA = Path(sherpa.__file__).parent / "astro" / "datastack" / "tests" / "data"
+SHARED_CHANDRA = Path(__file__).resolve().parents[2] / "shared" / "data" / "chandra"
+
+SHERPA_SPECTRA = (
+    "3c273.pi",
+    "acisf04938_000N002_r0043_pha3.fits",
+    "acisf07867_000N001_r0002_pha3.fits",
+)
+
+
+@pytest.fixture(scope="session")
+def sherpa_data() -> Path:
+    """Folder of the Chandra spectra in the installed sherpa package."""
+    if not (SHERPA_DATA / "3c273.pi").exists():
+        pytest.fail(f"the installed sherpa package has no test data at {SHERPA_DATA}")
+    return SHERPA_DATA
+
+
+@pytest.fixture(scope="session")
+def pha_3c273(sherpa_data: Path) -> Path:
+    return sherpa_data / "3c273.pi"
+
+
+@pytest.fixture(scope="session")
+def shared_chandra() -> Path:
+    """The optional folder of real spectra beside the repository; skip when absent."""
+    if not SHARED_CHANDRA.is_dir():
+        pytest.skip(f"{SHARED_CHANDRA} is not here")
+    return SHARED_CHANDRA
+
+
+def write_modified_pha(
+    path: Path,
+    source: Path,
+    *,
+    header: dict | None = None,
+    counts=None,
+    nrows: int | None = None,
+    absolute_files: bool = True,
+) -> Path:
+    """Copy a PHA file with changes: header keywords, counts column, fewer rows.
+
+    Response and background keywords are made absolute (pointing at the originals) unless
+    ``absolute_files`` is False or the caller overrides them in ``header``.
+    """
+    with fits.open(source) as hdus:
+        spec = hdus[1]
+        table = spec.data
+        cols = []
+        for col in spec.columns:
+            data = table[col.name][:nrows] if nrows else table[col.name]
+            fmt = col.format
+            if col.name == "COUNTS" and counts is not None:
+                data = np.asarray(counts)
+                fmt = "D" if data.dtype.kind == "f" else "J"
+            cols.append(fits.Column(name=col.name, format=fmt, unit=col.unit, array=data))
+        new = fits.BinTableHDU.from_columns(cols, header=spec.header.copy())
+        if absolute_files:
+            for key in ("RESPFILE", "ANCRFILE", "BACKFILE"):
+                value = str(new.header.get(key, "none")).strip()
+                if value.lower() != "none":
+                    new.header[key] = os.fspath(source.parent / value)
+        for key, value in (header or {}).items():
+            if value is None:
+                new.header.remove(key, ignore_missing=True)
+            else:
+                new.header[key] = value
+        if nrows:
+            new.header["DETCHANS"] = nrows
+            new.header["TLMAX1"] = nrows
+        fits.HDUList([fits.PrimaryHDU(), new]).writeto(path)
+    return path
