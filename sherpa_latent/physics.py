@@ -472,6 +472,29 @@ def mm83_cross_section(energy) -> np.ndarray:
     return (c[..., 2] + c[..., 3] * e + c[..., 4] * e * e) / e**3 * 1.0e-24
 
 
+@lru_cache(maxsize=32)
+def _node_optical_depth(nodes_key: int, nodes: _HashableArray) -> np.ndarray:
+    """MM83 optical depth per 10^22 cm^-2 at cached quadrature nodes (fits call this often)."""
+    tau = 1.0e22 * mm83_cross_section(nodes.array)
+    tau.flags.writeable = False
+    return tau
+
+
+class _HashableArray:
+    """Wraps a cached, read-only node array so that lru_cache can key on its identity."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+
+    def __hash__(self) -> int:
+        return id(self.array)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _HashableArray) and other.array is self.array
+
+
 def wabs_transmission(nh, elo, ehi) -> np.ndarray:
     """Bin-averaged transmission exp(-N_H sigma_MM83(E)) (XSPEC ``wabs``).
 
@@ -494,7 +517,8 @@ def wabs_transmission(nh, elo, ehi) -> np.ndarray:
     lo, hi = _edges(elo, ehi)
     (col,), scalar = _params(nh)
     nodes, weights, starts = _rule(lo, hi, _MM83_BREAKS)
-    tau1 = 1.0e22 * mm83_cross_section(nodes)
+    # The rule's arrays are cached by _rule_cached, so their identity keys the depths.
+    tau1 = _node_optical_depth(id(nodes), _HashableArray(nodes))
     wsum = np.add.reduceat(weights, starts)
     zero = wsum <= 0
     out = np.empty((col.shape[0], lo.size))
