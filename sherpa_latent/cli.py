@@ -102,12 +102,29 @@ def _quiet_libraries() -> None:
     logging.getLogger("astropy").setLevel(logging.ERROR)
 
 
+def _load_encoder(name: str | None, required: bool):
+    """The network for a command; None when the default is not installed and not required."""
+    from .errors import NetworkFileError
+    from .inference import load_encoder
+
+    if name is None or name == "none":
+        return None
+    try:
+        return load_encoder(name)
+    except NetworkFileError as exc:
+        if required or name != "default":
+            raise SystemExit(f"sherpa-latent: {exc}") from None
+        print(f"sherpa-latent: {exc}; latent results left out", file=sys.stderr)
+        return None
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from .report import report_file
 
+    encoder = _load_encoder(None if args.no_latent else args.network, required=False)
     failed = 0
     for path in expand_stacks(args.files):
-        result = report_file(path, classical=not args.no_fit)
+        result = report_file(path, classical=not args.no_fit, encoder=encoder)
         if isinstance(result, dict):
             failed += 1
             print(f"sherpa-latent: {result['error']}", file=sys.stderr)
@@ -119,6 +136,54 @@ def _cmd_report(args: argparse.Namespace) -> int:
         else:
             print(result.to_text() + "\n", flush=True)
     return 1 if failed else 0
+
+
+def _cmd_encode(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .catalogue import encode_files, write_table
+
+    output = args.output
+    if os.path.exists(output) and not args.clobber:
+        print(f"sherpa-latent: {output}: exists and clobber is not set", file=sys.stderr)
+        return 1
+    files = expand_stacks(args.files)
+    encoder = _load_encoder(args.network, required=True)
+    with tqdm(total=len(files), unit="file", desc="encoding", disable=None) as bar:
+        table = encode_files(files, encoder, batch_size=args.batch_size, progress=bar.update)
+    write_table(table, output, clobber=args.clobber)
+    failed = [row for row in table if row["ERROR"]]
+    for row in failed:
+        print(f"sherpa-latent: {row['ERROR']}", file=sys.stderr)
+    print(f"{output}: {len(table) - len(failed)} encoded, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+
+    results = evaluate(
+        args.network,
+        args.test_dir,
+        args.out_dir,
+        n_classical=args.n_classical,
+        n_cluster=args.n_cluster,
+        n_pairs=args.n_pairs,
+        workers=args.workers,
+    )
+    from .evaluate import markdown_summary
+
+    print(markdown_summary(results))
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .recipe import run_recipe
+
+    command = "sherpa-latent train " + args.recipe + (" --clobber" if args.clobber else "")
+    network, clusters = run_recipe(args.recipe, command_line=command, clobber=args.clobber)
+    print(f"network: {network}\nclusters: {clusters}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,7 +206,47 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("files", nargs="+", help="PHA files or @stack.lis lists")
     report.add_argument("--json", action="store_true", help="one JSON object per file")
     report.add_argument("--no-fit", action="store_true", help="skip the classical fit")
+    report.add_argument("--no-latent", action="store_true", help="skip the network")
+    report.add_argument(
+        "--network", default="default", help="network file or folder (default: shipped one)"
+    )
     report.set_defaults(func=_cmd_report)
+
+    encode = sub.add_parser(
+        "encode",
+        help="encode many spectra into a FITS table of latents, N_H, clusters",
+        description="Encode each PHA file with the network; one row per file, bad files "
+        "with their error. Output is written atomically and never overwritten without "
+        "--clobber (clobber=yes).",
+    )
+    encode.add_argument("files", nargs="+", help="PHA files or @stack.lis lists")
+    encode.add_argument("--output", "--outfile", required=True, help="output FITS table")
+    encode.add_argument("--network", default="default", help="network file or folder")
+    encode.add_argument("--clobber", action="store_true", help="overwrite the output")
+    encode.add_argument("--batch-size", type=int, default=256, help="files per batch")
+    encode.set_defaults(func=_cmd_encode)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="measure a network on a held-out-response test set (JSON + Markdown)",
+    )
+    evaluate.add_argument("test_dir", help="folder of test shards (held-out responses)")
+    evaluate.add_argument("--network", default=None, help="network (default: shipped one)")
+    evaluate.add_argument("--out-dir", default="evaluation", help="where results go")
+    evaluate.add_argument("--workers", type=int, default=1, help="processes for the fits")
+    evaluate.add_argument("--n-classical", type=int, default=500)
+    evaluate.add_argument("--n-cluster", type=int, default=1000)
+    evaluate.add_argument("--n-pairs", type=int, default=1000)
+    evaluate.set_defaults(func=_cmd_evaluate)
+
+    train = sub.add_parser(
+        "train",
+        help="make a network from a recipe: responses, simulation, training, clusters",
+        description="Run a training recipe (TOML) from wherever an earlier run stopped.",
+    )
+    train.add_argument("recipe", help="recipe TOML file, e.g. recipes/default.toml")
+    train.add_argument("--clobber", action="store_true", help="overwrite an installed network")
+    train.set_defaults(func=_cmd_train)
     return parser
 
 

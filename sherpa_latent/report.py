@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sherpa.utils.err import SherpaErr
 
@@ -16,6 +17,9 @@ from .classical import ClassicalFit, fit_absorbed_powerlaw
 from .grids import FIT_BAND
 from .hardness import HardnessRatios, hardness_ratios
 from .spectrum import Spectrum, load_spectrum
+
+if TYPE_CHECKING:
+    from .inference import LatentEncoder, LatentResult
 
 __all__ = ["SpectrumReport", "report_spectrum", "report_file", "error_message"]
 
@@ -38,6 +42,8 @@ class SpectrumReport:
         CSC hardness ratios with 68% credible intervals.
     classical : ClassicalFit or None
         The absorbed-power-law fit (None when it was not asked for).
+    latent : LatentResult or None
+        What the network says (None without a network).
     warnings : list of str
         Problems that did not stop the report.
     """
@@ -50,6 +56,7 @@ class SpectrumReport:
     net_counts: float
     hardness: HardnessRatios
     classical: ClassicalFit | None = None
+    latent: LatentResult | None = None
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -63,6 +70,7 @@ class SpectrumReport:
             "net_counts": self.net_counts,
             "hardness": self.hardness.to_dict(),
             "classical": None,
+            "latent": None if self.latent is None else self.latent.to_dict(),
             "warnings": list(self.warnings),
         }
         if self.classical is not None:
@@ -107,6 +115,19 @@ class SpectrumReport:
                 f"              flux {lo:g}-{hi:g} keV: {fit.flux_absorbed:.3g} absorbed, "
                 f"{fit.flux_unabsorbed:.3g} unabsorbed erg/cm^2/s",
             ]
+        if self.latent is not None:
+            lat = self.latent
+            pred = lat.predicted_hardness
+            lines += [
+                f"  latent      N_H {_interval(lat.nh, '{:.3g}')} x 10^22 cm^-2 (68%)   "
+                f"anomaly {lat.anomaly:+.1f} sigma (C-stat {lat.cstat:.1f} for {lat.dof} dof)",
+                f"              {lat.cluster_label}",
+                "              decoded-model hardness   "
+                + "   ".join(
+                    f"{label} {pred.get(key, float('nan')):+.2f}"
+                    for key, label in (("hr_hm", "HR_hm"), ("hr_hs", "HR_hs"), ("hr_ms", "HR_ms"))
+                ),
+            ]
         lines += [f"  warning     {w}" for w in self.warnings]
         return "\n".join(lines)
 
@@ -116,15 +137,19 @@ def _interval(values, fmt: str) -> str:
     return f"{fmt.format(value)} [{fmt.format(lo)}, {fmt.format(hi)}]"
 
 
-def report_spectrum(spectrum: Spectrum, *, classical: bool = True) -> SpectrumReport:
-    """Hardness ratios and (optionally) the classical fit of a loaded spectrum.
+def report_spectrum(
+    spectrum: Spectrum, *, classical: bool = True, encoder: LatentEncoder | None = None
+) -> SpectrumReport:
+    """Hardness ratios, the classical fit and the network's view of a loaded spectrum.
 
     Parameters
     ----------
     spectrum : Spectrum
         A validated spectrum.
     classical : bool, optional
-        Run the absorbed-power-law fit with ``conf`` intervals (about a second).
+        Run the absorbed-power-law fit with ``conf`` intervals (a few seconds).
+    encoder : LatentEncoder, optional
+        Network to encode the spectrum with (see :func:`~sherpa_latent.inference.load_encoder`).
     """
     return SpectrumReport(
         file=spectrum.path,
@@ -135,6 +160,7 @@ def report_spectrum(spectrum: Spectrum, *, classical: bool = True) -> SpectrumRe
         net_counts=float(spectrum.net_counts()),
         hardness=hardness_ratios(spectrum),
         classical=fit_absorbed_powerlaw(spectrum) if classical else None,
+        latent=encoder.encode([spectrum])[0] if encoder is not None else None,
         warnings=list(spectrum.warnings),
     )
 
@@ -151,7 +177,9 @@ def error_message(path: str, exc: BaseException) -> str:
     return f"{path}: {type(exc).__name__}: {text}"
 
 
-def report_file(path: str | os.PathLike, *, classical: bool = True) -> SpectrumReport | dict:
+def report_file(
+    path: str | os.PathLike, *, classical: bool = True, encoder: LatentEncoder | None = None
+) -> SpectrumReport | dict:
     """Load and report one file; a bad file gives ``{"file": ..., "error": ...}``.
 
     Parameters
@@ -160,11 +188,13 @@ def report_file(path: str | os.PathLike, *, classical: bool = True) -> SpectrumR
         The PHA file.
     classical : bool, optional
         Run the classical fit too.
+    encoder : LatentEncoder, optional
+        Network to encode the spectrum with.
     """
     path = os.fspath(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return report_spectrum(load_spectrum(path), classical=classical)
+            return report_spectrum(load_spectrum(path), classical=classical, encoder=encoder)
     except Exception as exc:  # noqa: BLE001 - a batch goes on past any bad file
         return {"file": path, "error": error_message(path, exc)}
