@@ -560,7 +560,7 @@ def real_responses(
     ResponseLibrary
         Kind ``"real"``, epoch the DATE-OBS year, name the PHA file name.
     """
-    from .spectrum import _file_keywords, _resolve, load_spectrum
+    from .spectrum import header_file_names, find_named_file, load_spectrum
 
     search: list[Path] = list(default_real_folders()) if include_default else []
     for folder in folders or ():
@@ -583,18 +583,18 @@ def real_responses(
         for path in sorted(p for p in folder.iterdir() if p.is_file() and _looks_like_spectrum(p)):
             base = str(path.parent)
             try:
-                keys = _file_keywords(str(path))
+                keys = header_file_names(str(path))
             except Exception as exc:  # not FITS, damaged: not a spectrum we can use
                 log.debug("%s: not read as FITS (%s)", path, exc)
                 continue
             respfile = keys.get("RESPFILE")
             if respfile is None or str(respfile).strip().lower() in ("", "none", "null"):
                 continue
-            rmf, tried = _resolve(respfile, base)
+            rmf, tried = find_named_file(respfile, base)
             if rmf is None:
                 log.warning("%s: RMF named in RESPFILE not found (%s); skipped", path, tried[0])
                 continue
-            arf, tried = _resolve(keys.get("ANCRFILE"), base)
+            arf, tried = find_named_file(keys.get("ANCRFILE"), base)
             if arf is None:
                 where = f" ({tried[0]})" if tried else ""
                 log.warning("%s: no ARF named in ANCRFILE found%s; skipped", path, where)

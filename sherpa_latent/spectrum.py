@@ -26,7 +26,14 @@ from .errors import SpectrumError, SpectrumFileError
 from .grids import FIT_BAND, INPUT_GRID, MODEL_GRID, EnergyGrid, channel_bin_index
 from .responses import overlap_matrix, project_response
 
-__all__ = ["Spectrum", "ResponseRepresentation", "load_spectrum", "spectrum_from_pha"]
+__all__ = [
+    "Spectrum",
+    "ResponseRepresentation",
+    "load_spectrum",
+    "spectrum_from_pha",
+    "header_file_names",
+    "find_named_file",
+]
 
 MAX_IMAGING_CHANNELS = 2048
 """ACIS imaging spectra have 1024 PI channels; grating spectra have thousands."""
@@ -278,7 +285,7 @@ def _mean_in_bins(lo: np.ndarray, hi: np.ndarray, values: np.ndarray, edges: np.
 
 
 # --- loading -----------------------------------------------------------------------------
-def _resolve(name: str | None, base_dir: str) -> tuple[str | None, list[str]]:
+def find_named_file(name: str | None, base_dir: str) -> tuple[str | None, list[str]]:
     """Find the file a header keyword names: as written, beside the PHA, with/without .gz.
 
     Returns the path found (or None) and the candidates tried.
@@ -346,9 +353,9 @@ def _channel_mismatch(path: str) -> str | None:
     if nchan is None:
         return None
     base_dir = os.path.dirname(os.path.abspath(path))
-    names = _file_keywords(path)
+    names = header_file_names(path)
     for key, kind, what in (("RESPFILE", "rmf", "RMF"), ("BACKFILE", "pha", "background")):
-        found, _ = _resolve(names.get(key), base_dir)
+        found, _ = find_named_file(names.get(key), base_dir)
         other = _hdu_channels(found, kind) if found else None
         if other is not None and other != nchan:
             return (
@@ -418,7 +425,7 @@ def load_spectrum(
         )
     _check_instrument(path, pha)
     base_dir = os.path.dirname(os.path.abspath(path))
-    names = _file_keywords(path)
+    names = header_file_names(path)
     warnings: list[str] = []
 
     if rmf is not None:
@@ -428,7 +435,7 @@ def load_spectrum(
     if arf is not None:
         pha.set_arf(_read("arf", os.fspath(arf)))
     elif pha.get_arf() is None:
-        found, tried = _resolve(names.get("ANCRFILE"), base_dir)
+        found, tried = find_named_file(names.get("ANCRFILE"), base_dir)
         if found is not None:
             pha.set_arf(_read("arf", found))
         elif tried:
@@ -439,7 +446,7 @@ def load_spectrum(
     if background is not None:
         _set_background(pha, _read("pha", os.fspath(background)), os.fspath(background))
     elif not pha.background_ids:
-        found, tried = _resolve(names.get("BACKFILE"), base_dir)
+        found, tried = find_named_file(names.get("BACKFILE"), base_dir)
         if found is not None:
             _set_background(pha, _read("pha", found), found)
         elif tried:
@@ -472,7 +479,7 @@ def spectrum_from_pha(pha: DataPHA, path: str | None = None) -> Spectrum:
     return Spectrum(path=name, pha=pha)
 
 
-def _file_keywords(path: str) -> dict[str, str | None]:
+def header_file_names(path: str) -> dict[str, str | None]:
     """RESPFILE, ANCRFILE and BACKFILE as written in the spectrum's header.
 
     Sherpa drops these keywords from ``DataPHA.header`` once it has tried them, so they
@@ -492,7 +499,7 @@ def _file_keywords(path: str) -> dict[str, str | None]:
 
 
 def _required(path: str, names: dict, keyword: str, what: str, base_dir: str) -> str:
-    found, tried = _resolve(names.get(keyword), base_dir)
+    found, tried = find_named_file(names.get(keyword), base_dir)
     if found is not None:
         return found
     if not tried:
