@@ -560,7 +560,7 @@ def real_responses(
     ResponseLibrary
         Kind ``"real"``, epoch the DATE-OBS year, name the PHA file name.
     """
-    from .spectrum import header_file_names, find_named_file, load_spectrum
+    from .spectrum import find_named_file, header_file_names, load_spectrum
 
     search: list[Path] = list(default_real_folders()) if include_default else []
     for folder in folders or ():
