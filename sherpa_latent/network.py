@@ -866,7 +866,38 @@ def encode_batch(
                     parts.setdefault(k, []).append(v)
     finally:
         model.train(was_training)
-    return {k: np.concatenate(v) for k, v in parts.items()}
+    result = {k: np.concatenate(v) for k, v in parts.items()}
+    widths = getattr(model, "metadata", {}).get("latent_calibration")
+    if widths:
+        result["z_std"] = result["z_std"] * np.asarray(widths["scales"], dtype=np.float32)
+    calibration = getattr(model, "metadata", {}).get("nh_calibration")
+    if calibration:
+        band = _band_counts(np.asarray(batch["counts"]), model.config.input_energy_grid)
+        result["log_nh_sigma"] = result["log_nh_sigma"] * nh_sigma_scale(band, calibration)
+    return result
+
+
+def _band_counts(counts: np.ndarray, grid: EnergyGrid, band=(0.5, 7.0)) -> np.ndarray:
+    sel = (grid.mid >= band[0]) & (grid.mid < band[1])
+    return counts[..., sel].sum(-1)
+
+
+def nh_sigma_scale(band_counts: np.ndarray, calibration: Mapping[str, Any]) -> np.ndarray:
+    """Factor on the N_H head's sigma, by 0.5-7 keV counts, from a recorded calibration.
+
+    Parameters
+    ----------
+    band_counts : ndarray
+        Counts in 0.5-7 keV per spectrum.
+    calibration : mapping
+        ``{"edges": [c1, c2, ...], "scales": [s0, s1, ...]}``: spectra with fewer than
+        ``c1`` counts get ``s0``, and so on (one more scale than edges).
+    """
+    edges = np.asarray(calibration["edges"], dtype=float)
+    scales = np.asarray(calibration["scales"], dtype=float)
+    if scales.size != edges.size + 1:
+        raise ValueError("nh_calibration needs one more scale than edges")
+    return scales[np.searchsorted(edges, np.asarray(band_counts, dtype=float), side="right")]
 
 
 # --------------------------------------------------------------------------------------

@@ -153,7 +153,7 @@ def run_recipe(path: str | os.PathLike, *, command_line: str | None = None, clob
     command_line : str, optional
         Recorded in the network's metadata.
     clobber : bool, optional
-        Overwrite an installed network in the package.
+        Train again even when the output folder already holds a network.
 
     Returns
     -------
@@ -178,13 +178,127 @@ def run_recipe(path: str | os.PathLike, *, command_line: str | None = None, clob
         network_path, clusters_path = Path(result.network_path), result.clusters_path
     if clusters_path is not None and not Path(clusters_path).exists():
         clusters_path = None
+    calibrate_nh_intervals(network_path, data["val"])
+    calibrate_latent_widths(network_path, recipe.library_file, data["split"]["train"])
     if recipe.install:
-        install_network(network_path, clusters_path, clobber=clobber)
+        install_network(network_path, clusters_path)
     return network_path, clusters_path
 
 
-def install_network(network_path, clusters_path, *, clobber: bool = False) -> Path:
-    """Copy a trained network and its cluster model (and JSON sidecars) into the package."""
+NH_CALIBRATION_EDGES = (300.0, 3000.0)
+"""0.5-7 keV count edges of the ranges in which N_H intervals are calibrated."""
+
+
+def calibrate_nh_intervals(network_path, val_dir, *, level: float = 0.68) -> dict:
+    """Scale the N_H head's sigma so its intervals cover ``level`` on the validation set.
+
+    The scale is measured separately in each count range (below 300, 300-3,000 and above
+    3,000 counts in 0.5-7 keV) on validation spectra (training responses) and recorded in
+    the network's metadata (the weights are not changed). A network already calibrated is
+    left alone.
+
+    Returns
+    -------
+    dict
+        The calibration, ``{"edges": [...], "scales": [...], "level": ...}``.
+    """
+    from .evaluate import band_counts, load_shards
+    from .network import encode_batch, load_network, save_network
+    from .train import library_path, load_response_bank
+
+    model = load_network(network_path, device="cpu")
+    if "nh_calibration" in model.metadata:
+        return model.metadata["nh_calibration"]
+    data = load_shards(val_dir)
+    bank = load_response_bank(library_path(val_dir))
+    keys = ("counts", "background", "exposure", "response_id")
+    out = encode_batch(model, {k: data[k] for k in keys}, bank=bank)
+    pull = np.abs(out["log_nh"] - data["log_nh"]) / out["log_nh_sigma"]
+    counts = band_counts(data["counts"], (0.5, 7.0))
+    ranges = np.searchsorted(NH_CALIBRATION_EDGES, counts, side="right")
+    scales = [float(np.quantile(pull[ranges == k], level)) for k in range(3)]
+    calibration = {
+        "edges": list(NH_CALIBRATION_EDGES),
+        "scales": scales,
+        "level": level,
+        "n_validation": int(len(pull)),
+    }
+    reserved = ("format", "sha256", "weights_file", "config")
+    metadata = {k: v for k, v in model.metadata.items() if k not in reserved}
+    metadata["nh_calibration"] = calibration
+    save_network(model, network_path, metadata, clobber=True)
+    return calibration
+
+
+def calibrate_latent_widths(
+    network_path, library_path, response_ids, *, n_sources: int = 4000, seed: int = 21
+) -> dict:
+    """Widen the latent spreads where they are too narrow to cover repeat observations.
+
+    Sources drawn from the training priors are observed twice, through two different
+    training responses with independent Poisson noise (30 to 100,000 counts). For a
+    calibrated posterior, the difference of the two latent means divided by the combined
+    spread is a unit normal in each dimension; the scale recorded for a dimension is the
+    68th percentile of that pull's absolute value, at least 1 (spreads are widened, never
+    narrowed). Recorded in the network's metadata; the weights are not changed.
+
+    Returns
+    -------
+    dict
+        ``{"scales": [...], "pull_quantile_68": [...], "n_pairs": ...}``.
+    """
+    from .network import encode_batch, load_network, save_network
+    from .responses import ResponseLibrary
+    from .simulate import draw_parameters, fold, intrinsic_flux, normalise_to_counts
+
+    model = load_network(network_path, device="cpu")
+    if "latent_calibration" in model.metadata:
+        return model.metadata["latent_calibration"]
+    library = ResponseLibrary.load(library_path)
+    rng = np.random.default_rng(seed)
+    ids = np.asarray(response_ids)
+    first = rng.choice(ids, n_sources)
+    second = np.array([rng.choice(ids[ids != r]) for r in first])
+    response = np.asarray(library.response)
+    area = np.asarray(library.effective_area)
+    exposure = 10 ** rng.uniform(np.log10(5e3), np.log10(1.5e5), n_sources)
+    target = 10 ** rng.uniform(np.log10(30), 5, n_sources)
+    params = normalise_to_counts(
+        draw_parameters(n_sources, None, rng), response[first], exposure, target
+    )
+    flux = intrinsic_flux(params)
+    z, width = [], []
+    for rids in (first, second):
+        batch = {
+            "counts": rng.poisson(fold(flux, response[rids], exposure)).astype(np.float32),
+            "background": np.zeros((n_sources, response.shape[1]), np.float32),
+            "response": response[rids],
+            "effective_area": area[rids],
+            "exposure": exposure.astype(np.float32),
+        }
+        out = encode_batch(model, batch, batch_size=512)
+        z.append(out["z_mean"])
+        width.append(out["z_std"])
+    pull = np.abs(z[0] - z[1]) / np.sqrt(width[0] ** 2 + width[1] ** 2)
+    quantile = np.quantile(pull, 0.6827, axis=0)
+    calibration = {
+        "scales": [float(max(q, 1.0)) for q in quantile],
+        "pull_quantile_68": [float(q) for q in quantile],
+        "n_pairs": int(n_sources),
+    }
+    reserved = ("format", "sha256", "weights_file", "config")
+    metadata = {k: v for k, v in model.metadata.items() if k not in reserved}
+    metadata["latent_calibration"] = calibration
+    save_network(model, network_path, metadata, clobber=True)
+    return calibration
+
+
+def install_network(network_path, clusters_path) -> Path:
+    """Copy a trained network and its cluster model (and JSON sidecars) into the package.
+
+    Files already there with the same content are left alone; others are replaced
+    atomically (``install = true`` in a recipe asks for exactly this).
+    """
     from .network import sidecar_path
 
     target = Path(__file__).parent / "data"
@@ -194,8 +308,8 @@ def install_network(network_path, clusters_path, *, clobber: bool = False) -> Pa
         files += [Path(clusters_path), sidecar_path(clusters_path)]
     for src in files:
         dst = target / src.name
-        if dst.exists() and not clobber:
-            raise FileExistsError(f"{dst} exists and clobber is not set")
+        if dst.exists() and dst.read_bytes() == src.read_bytes():
+            continue
         tmp = dst.with_suffix(dst.suffix + ".tmp")
         shutil.copyfile(src, tmp)
         os.replace(tmp, dst)
