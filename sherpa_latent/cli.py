@@ -1,9 +1,19 @@
 """The ``sherpa-latent`` command.
 
+Sub-commands: ``report`` (a summary per spectrum; ``--output`` FITS table, ``--plot`` PNG
+per spectrum), ``encode`` (a catalogue run over many files: worker processes, progress
+bar, resumable, ``--regions`` DS9 file), ``extract`` (inside CIAO: ``specextract`` then a
+report), ``evaluate`` and ``train``.
+
 Arguments are accepted as flags (``--json``) or CIAO-style ``key=value`` pairs
 (``json=yes``), and ``@file.lis`` stacks expand to the files they list, one per line,
 relative to the stack file's folder (``@-file.lis`` keeps them relative to the current
-folder), as CIAO tools do.
+folder), as CIAO tools do. Outputs are never overwritten without ``--clobber``
+(``clobber=yes``).
+
+An ``encode`` run records each finished batch in ``OUTPUT.partial.jsonl`` beside the
+output; after an interruption the same command goes on from there, and the progress
+file is removed once the output is written.
 """
 
 from __future__ import annotations
@@ -65,34 +75,72 @@ def ciao_style_arguments(argv: Sequence[str], parser: argparse.ArgumentParser) -
     """Turn ``key=value`` arguments into the flags the parser knows.
 
     ``clobber=yes`` becomes ``--clobber``; ``outfile=x.fits`` becomes ``--outfile x.fits``;
-    ``infile=@a.lis`` becomes the positional ``@a.lis``. Unknown keys are left alone, so
-    that argparse reports them.
+    ``infile=@a.lis`` becomes the (first) positional ``@a.lis``, and any positional can be
+    named by its own name (``region=src.reg``). Unknown keys are left alone, so that
+    argparse reports them.
     """
     options = {}
+    takes_value = set()
+    positionals: list[argparse.Action] = []
     for action in parser._actions:  # the parser's own table of options
+        if not action.option_strings:
+            positionals.append(action)
         for flag in action.option_strings:
+            if action.nargs != 0:
+                takes_value.add(flag)
             if flag.startswith("--"):
                 options[flag[2:].replace("-", "_")] = (flag, action)
+    aliases = {"infile", "infiles", "file", "files"}
+    if positionals:
+        aliases.add(positionals[0].dest)
+    named = {action.dest for action in positionals[1:]} - aliases
+    keyed: dict[str, list[str]] = {}
     out: list[str] = []
+    opts: list[str] = []
+    plain: list[str] = []
+    value_due = False
     for arg in argv:
         key, sep, value = arg.partition("=")
         key = key.replace("-", "_")
-        if not sep or arg.startswith("-") or os.path.exists(arg):
+        if value_due or arg.startswith("-"):
+            opts.append(arg)
             out.append(arg)
-        elif key in ("infile", "infiles", "file", "files"):
+            value_due = arg in takes_value
+        elif not sep or os.path.exists(arg):
+            plain.append(arg)
+            out.append(arg)
+        elif key in aliases:
+            plain.append(value)
             out.append(value)
+        elif key in named:
+            keyed.setdefault(key, []).append(value)
         elif key in options:
             flag, action = options[key]
             if action.nargs == 0:
                 if value.lower() in _TRUE:
+                    opts.append(flag)
                     out.append(flag)
                 elif value.lower() not in _FALSE:
                     raise SystemExit(f"sherpa-latent: {key}={value}: expected yes or no")
             else:
+                opts += [flag, value]
                 out += [flag, value]
         else:
+            plain.append(arg)
             out.append(arg)
-    return out
+    if not keyed:
+        return out
+    # Named positionals: put every positional in the parser's order, then the options.
+    ordered: list[str] = []
+    for action in positionals:
+        if action.dest in keyed:
+            ordered += keyed[action.dest]
+        elif action.nargs in ("+", "*"):
+            ordered += plain
+            plain = []
+        elif plain:
+            ordered.append(plain.pop(0))
+    return ordered + plain + opts
 
 
 def _quiet_libraries() -> None:
@@ -118,13 +166,106 @@ def _load_encoder(name: str | None, required: bool):
         return None
 
 
-def _cmd_report(args: argparse.Namespace) -> int:
-    from .report import report_file
+def _report_one(path: str, classical: bool, encoder):
+    """Load and report one file: (spectrum, report), or (None, error dict) for a bad file."""
+    from .report import error_message, report_spectrum
+    from .spectrum import load_spectrum
 
-    encoder = _load_encoder(None if args.no_latent else args.network, required=False)
+    spectrum = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            spectrum = load_spectrum(path)
+            return spectrum, report_spectrum(spectrum, classical=classical, encoder=encoder)
+    except Exception as exc:  # noqa: BLE001 - a batch goes on past any bad file
+        return spectrum, {"file": path, "error": error_message(path, exc)}
+
+
+def _plotting_module():
+    """``sherpa_latent.plotting``, or a one-line exit when this installation lacks it."""
+    try:
+        from . import plotting
+    except ImportError as exc:
+        raise SystemExit(
+            "sherpa-latent: --plot needs sherpa_latent.plotting, which cannot be imported "
+            f"here ({exc})"
+        ) from None
+    missing = [
+        name for name in ("plot_latent_fit", "plot_latent_space") if not hasattr(plotting, name)
+    ]
+    if missing:
+        raise SystemExit(
+            f"sherpa-latent: --plot needs sherpa_latent.plotting.{missing[0]}, which this "
+            "version does not have"
+        )
+    return plotting
+
+
+def _png_name(path: str, used: set[str]) -> str:
+    """A PNG name for a spectrum file, unique within one run."""
+    stem = os.path.basename(path)
+    for suffix in (".gz", ".fits", ".fit", ".pha", ".pi"):
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+    stem = stem or "spectrum"
+    name, k = stem, 1
+    while name in used:
+        k += 1
+        name = f"{stem}_{k}"
+    used.add(name)
+    return name + ".png"
+
+
+def _plot_report(plotting, spectrum, report, encoder, out: str) -> None:
+    """One PNG: the data with both folded models, beside its place in latent space."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(17.0, 6.5))
+    fit_ax, latent_ax = fig.subplots(1, 2)
+    plotting.plot_latent_fit(
+        spectrum, report.latent, encoder, classical=report.classical, ax=fit_ax
+    )
+    plotting.plot_latent_space([report.latent], encoder.clusters, ax=latent_ax)
+    tmp = os.path.join(os.path.dirname(out) or ".", f".{os.path.basename(out)}.{os.getpid()}")
+    try:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _refuse_existing(path: str | None, clobber: bool) -> bool:
+    """Print the clobber message and return True when ``path`` exists and may not go."""
+    if path and os.path.exists(path) and not clobber:
+        print(f"sherpa-latent: {path}: exists and clobber is not set", file=sys.stderr)
+        return True
+    return False
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .catalogue import report_table, write_table
+
+    files = expand_stacks(args.files)
+    output, plot_dir = getattr(args, "output", None), getattr(args, "plot", None)
+    clobber = getattr(args, "clobber", False)
+    if _refuse_existing(output, clobber):
+        return 1
+    plotting = _plotting_module() if plot_dir else None
+    encoder = _load_encoder(None if args.no_latent else args.network, required=bool(plot_dir))
+    if plot_dir and encoder is None:
+        raise SystemExit(
+            "sherpa-latent: --plot draws the latent fit and latent space, so it needs the "
+            "network; leave out --no-latent"
+        )
+    if plot_dir:
+        os.makedirs(plot_dir, exist_ok=True)
     failed = 0
-    for path in expand_stacks(args.files):
-        result = report_file(path, classical=not args.no_fit, encoder=encoder)
+    rows = []
+    used: set[str] = set()
+    for path in files:
+        spectrum, result = _report_one(path, not args.no_fit, encoder)
+        rows.append(result)
         if isinstance(result, dict):
             failed += 1
             print(f"sherpa-latent: {result['error']}", file=sys.stderr)
@@ -135,28 +276,99 @@ def _cmd_report(args: argparse.Namespace) -> int:
             print(json.dumps(result.to_dict()), flush=True)
         else:
             print(result.to_text() + "\n", flush=True)
+        if plotting is not None:
+            png = os.path.join(plot_dir, _png_name(path, used))
+            if _refuse_existing(png, clobber):
+                failed += 1
+                continue
+            try:
+                _plot_report(plotting, spectrum, result, encoder, png)
+            except Exception as exc:  # noqa: BLE001 - one failed plot never stops the batch
+                failed += 1
+                text = " ".join(str(exc).split()) or type(exc).__name__
+                print(f"sherpa-latent: {path}: plot failed: {text}", file=sys.stderr)
+    if output:
+        try:
+            write_table(report_table(rows, encoder), output, clobber=clobber)
+        except OSError as exc:
+            print(f"sherpa-latent: {output}: cannot write ({exc.strerror})", file=sys.stderr)
+            return 1
     return 1 if failed else 0
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .catalogue import encode_files, write_table
+    from .catalogue import ProgressMismatch, encode_files, progress_path, write_table
 
     output = args.output
-    if os.path.exists(output) and not args.clobber:
-        print(f"sherpa-latent: {output}: exists and clobber is not set", file=sys.stderr)
+    if _refuse_existing(output, args.clobber) or _refuse_existing(args.regions, args.clobber):
+        return 1
+    if args.workers < 1 or args.batch_size < 1:
+        print("sherpa-latent: workers and batch-size must be at least 1", file=sys.stderr)
         return 1
     files = expand_stacks(args.files)
     encoder = _load_encoder(args.network, required=True)
-    with tqdm(total=len(files), unit="file", desc="encoding", disable=None) as bar:
-        table = encode_files(files, encoder, batch_size=args.batch_size, progress=bar.update)
+    progress = progress_path(output)
+    try:
+        with tqdm(total=len(files), unit="file", desc="encoding", disable=None) as bar:
+            table = encode_files(
+                files,
+                encoder,
+                batch_size=args.batch_size,
+                workers=args.workers,
+                progress=bar.update,
+                progress_file=progress,
+                restart=args.clobber,
+                log=lambda msg: tqdm.write(f"sherpa-latent: {msg}", file=sys.stderr),
+            )
+    except ProgressMismatch as exc:
+        print(f"sherpa-latent: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            f"sherpa-latent: interrupted; finished batches are kept in {progress}: run the "
+            "same command again to go on",
+            file=sys.stderr,
+        )
+        return 130
     write_table(table, output, clobber=args.clobber)
+    if args.regions:
+        from .regionfile import write_regions
+
+        n_regions = write_regions(table, args.regions, clobber=args.clobber)
+        print(f"{args.regions}: {n_regions} regions")
+    progress.unlink(missing_ok=True)
     failed = [row for row in table if row["ERROR"]]
     for row in failed:
         print(f"sherpa-latent: {row['ERROR']}", file=sys.stderr)
     print(f"{output}: {len(table) - len(failed)} encoded, {len(failed)} failed")
     return 1 if failed else 0
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    from .ciao import CiaoToolError, CiaoUnavailable, extract_spectrum, have_ciao
+
+    if not have_ciao():
+        print(f"sherpa-latent extract: {CiaoUnavailable()}", file=sys.stderr)
+        return 2
+    if _refuse_existing(args.output, args.clobber):
+        return 1
+    try:
+        pha = extract_spectrum(
+            args.evt2,
+            args.region,
+            args.outroot,
+            background=args.bkg,
+            extended=args.extended,
+            clobber=args.clobber,
+        )
+    except (CiaoToolError, CiaoUnavailable) as exc:
+        print(f"sherpa-latent extract: {exc}", file=sys.stderr)
+        return 1
+    print(f"sherpa-latent: specextract made {pha}", file=sys.stderr)
+    args.files = [str(pha)]
+    return _cmd_report(args)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -186,6 +398,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``report`` and ``extract``."""
+    parser.add_argument("--json", action="store_true", help="one JSON object per file")
+    parser.add_argument("--no-fit", action="store_true", help="skip the classical fit")
+    parser.add_argument("--no-latent", action="store_true", help="skip the network")
+    parser.add_argument(
+        "--network", default="default", help="network file or folder (default: shipped one)"
+    )
+    parser.add_argument(
+        "--plot", default=None, metavar="DIR", help="write a PNG per spectrum into DIR"
+    )
+    parser.add_argument(
+        "--output", "--outfile", default=None, help="also write the rows as a FITS table"
+    )
+    parser.add_argument("--clobber", action="store_true", help="overwrite existing outputs")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``sherpa-latent`` and its sub-commands."""
     parser = argparse.ArgumentParser(
@@ -204,12 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ratios with 68%% credible intervals, and an absorbed power-law fit with 68%% intervals.",
     )
     report.add_argument("files", nargs="+", help="PHA files or @stack.lis lists")
-    report.add_argument("--json", action="store_true", help="one JSON object per file")
-    report.add_argument("--no-fit", action="store_true", help="skip the classical fit")
-    report.add_argument("--no-latent", action="store_true", help="skip the network")
-    report.add_argument(
-        "--network", default="default", help="network file or folder (default: shipped one)"
-    )
+    _report_options(report)
     report.set_defaults(func=_cmd_report)
 
     encode = sub.add_parser(
@@ -217,14 +441,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="encode many spectra into a FITS table of latents, N_H, clusters",
         description="Encode each PHA file with the network; one row per file, bad files "
         "with their error. Output is written atomically and never overwritten without "
-        "--clobber (clobber=yes).",
+        "--clobber (clobber=yes). Finished batches are recorded in OUTPUT.partial.jsonl: "
+        "after an interruption, the same command goes on where it stopped.",
     )
     encode.add_argument("files", nargs="+", help="PHA files or @stack.lis lists")
     encode.add_argument("--output", "--outfile", required=True, help="output FITS table")
     encode.add_argument("--network", default="default", help="network file or folder")
-    encode.add_argument("--clobber", action="store_true", help="overwrite the output")
+    encode.add_argument(
+        "--clobber",
+        action="store_true",
+        help="overwrite the outputs (and start over when the progress file beside the "
+        "output belongs to another network or batch size)",
+    )
     encode.add_argument("--batch-size", type=int, default=256, help="files per batch")
+    encode.add_argument(
+        "--workers", type=int, default=1, help="processes reading the files (default 1)"
+    )
+    encode.add_argument(
+        "--regions", default=None, help="also write a DS9 region file, coloured by cluster"
+    )
     encode.set_defaults(func=_cmd_encode)
+
+    extract = sub.add_parser(
+        "extract",
+        help="inside CIAO: make a spectrum with specextract, then report on it",
+        description="Run CIAO's specextract (through ciao_contrib.runtool) on an event file "
+        "and a source region to make the PHA, ARF and RMF, then report on the spectrum. "
+        "Needs CIAO: ciao_contrib is not on PyPI.",
+    )
+    extract.add_argument("evt2", help="level 2 event file")
+    extract.add_argument("region", help="source region file or expression, sky coordinates")
+    extract.add_argument("--bkg", default=None, help="background region file or expression")
+    extract.add_argument("--outroot", required=True, help="root of the output file names")
+    extract.add_argument(
+        "--extended", action="store_true", help="extended source: weighted responses"
+    )
+    _report_options(extract)
+    extract.set_defaults(func=_cmd_extract)
 
     evaluate = sub.add_parser(
         "evaluate",
@@ -245,7 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a training recipe (TOML) from wherever an earlier run stopped.",
     )
     train.add_argument("recipe", help="recipe TOML file, e.g. recipes/default.toml")
-    train.add_argument("--clobber", action="store_true", help="overwrite an installed network")
+    train.add_argument(
+        "--clobber", action="store_true", help="train again even if the recipe's network exists"
+    )
     train.set_defaults(func=_cmd_train)
     return parser
 

@@ -1,0 +1,161 @@
+"""DS9 region files of encoded spectra: a circle at each target, coloured by cluster.
+
+Made with the ``regions`` package, so they read back with
+``regions.Regions.read(path, format="ds9")`` as well as in DS9 itself. Each spectrum with
+a position (RA_TARG, DEC_TARG in its header; RA and DEC in an ``encode`` table) gets one
+``CircleSkyRegion`` in ICRS, labelled with its OBJECT (or its file name) and tagged
+``cluster N``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from astropy import units as u
+from astropy.coordinates import SkyCoord
+from astropy.table import Table
+
+__all__ = [
+    "CLUSTER_COLORS",
+    "NO_CLUSTER_COLOR",
+    "cluster_color",
+    "catalogue_regions",
+    "write_regions",
+]
+
+CLUSTER_COLORS: tuple[str, ...] = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#aec7e8",
+    "#ffbb78",
+    "#98df8a",
+    "#ff9896",
+    "#c5b0d5",
+    "#c49c94",
+)
+"""Colours of clusters 0, 1, 2, ... (repeating after the last)."""
+
+NO_CLUSTER_COLOR = "white"
+"""Colour of a spectrum with a position but no cluster (for example a failed encoding)."""
+
+DEFAULT_RADIUS = 5.0 * u.arcsec
+
+
+def cluster_color(cluster: int) -> str:
+    """DS9 colour of a cluster (``NO_CLUSTER_COLOR`` for a negative cluster number)."""
+    cluster = int(cluster)
+    return NO_CLUSTER_COLOR if cluster < 0 else CLUSTER_COLORS[cluster % len(CLUSTER_COLORS)]
+
+
+def _label(name: str) -> str:
+    """A DS9 text label: braces would end the text field, so they become parentheses."""
+    return " ".join(str(name).replace("{", "(").replace("}", ")").split())
+
+
+def catalogue_regions(
+    table: Table,
+    *,
+    radius: u.Quantity = DEFAULT_RADIUS,
+    colors: Sequence[str] = CLUSTER_COLORS,
+):
+    """One circle per row with a finite position, coloured by cluster.
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        Rows with RA and DEC (degrees) and, when present, OBJECT, FILE and CLUSTER
+        (the table ``sherpa-latent encode`` writes).
+    radius : astropy.units.Quantity, optional
+        Circle radius (default 5 arcsec).
+    colors : sequence of str, optional
+        Colours of clusters 0, 1, 2, ...
+
+    Returns
+    -------
+    regions.Regions
+    """
+    from regions import CircleSkyRegion, Regions
+
+    ra = np.asarray(u.Quantity(table["RA"], u.deg).value, dtype=float)
+    dec = np.asarray(u.Quantity(table["DEC"], u.deg).value, dtype=float)
+    n = len(table)
+    names = table["OBJECT"] if "OBJECT" in table.colnames else [""] * n
+    files = table["FILE"] if "FILE" in table.colnames else [""] * n
+    clusters = table["CLUSTER"] if "CLUSTER" in table.colnames else [-1] * n
+    out = []
+    for i in np.flatnonzero(np.isfinite(ra) & np.isfinite(dec)):
+        cluster = int(clusters[i])
+        color = NO_CLUSTER_COLOR if cluster < 0 else colors[cluster % len(colors)]
+        name = str(names[i]).strip() or os.path.basename(str(files[i])) or f"row {i}"
+        meta = {"text": _label(name)}
+        if cluster >= 0:
+            meta["tag"] = [f"cluster {cluster}"]
+        out.append(
+            CircleSkyRegion(
+                center=SkyCoord(ra[i], dec[i], unit="deg", frame="icrs"),
+                radius=radius,
+                meta=meta,
+                visual={"color": color},
+            )
+        )
+    return Regions(out)
+
+
+def write_regions(
+    table: Table,
+    path: str | os.PathLike,
+    *,
+    clobber: bool = False,
+    radius: u.Quantity = DEFAULT_RADIUS,
+) -> int:
+    """Write the DS9 region file of a table atomically; refuse to overwrite without clobber.
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        See :func:`catalogue_regions`.
+    path : path-like
+        The region file.
+    clobber : bool, optional
+        Overwrite an existing file.
+    radius : astropy.units.Quantity, optional
+        Circle radius.
+
+    Returns
+    -------
+    int
+        Number of regions written.
+
+    Raises
+    ------
+    sherpa.utils.err.IOErr
+        The file exists and ``clobber`` is not set.
+    """
+    from sherpa.utils.err import IOErr
+
+    path = Path(path)
+    if path.exists() and not clobber:
+        raise IOErr("filefound", str(path))
+    regions = catalogue_regions(table, radius=radius)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if len(regions):
+            regions.write(tmp, format="ds9", overwrite=True)
+        else:  # regions writes nothing for an empty list; keep a valid, empty file
+            tmp.write_text("# Region file format: DS9 astropy/regions\nicrs\n")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return len(regions)
