@@ -5,40 +5,138 @@ Use after Sherpa's own session::
     from sherpa.astro.ui import *
     from sherpa_latent.ui import *
 
-Importing this module registers the project's XSPEC-free models with the session, so that
-``wabs.gal * powlaw1d.pl``, ``bbodyrad``, ``diskbb``, ``bremss`` and ``plasma`` work by
-name as Sherpa's own models do.
+    load_pha("3c273.pi")
+    encode()                      # what the network says: latents, N_H, cluster
+    set_latent_source()           # a latent component initialised from the encoder
+    set_stat("cstat")
+    notice(0.5, 7)
+    fit()
+    conf()
+    latent_report()               # astropy Table, latent and classical fits side by side
+
+Importing this module registers the learned model ``latent``
+(:class:`~sherpa_latent.models.LatentSpectrum`) and the project's XSPEC-free models with
+the session, so that ``latent.src``, ``wabs.gal * powlaw1d.pl``, ``bbodyrad``, ``diskbb``,
+``bremss`` and ``plasma`` work by name as Sherpa's own models do.
+
+Results of :func:`encode` are kept per data id (and per network) until the data set is
+replaced; :func:`get_latent` returns them, encoding when needed.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import weakref
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 from sherpa.astro import ui as _ui
+from sherpa.astro.data import DataPHA
+from sherpa.utils.err import IdentifierErr
 
 from .classical import ClassicalFit, fit_absorbed_powerlaw
+from .errors import SpectrumError
 from .hardness import HardnessRatios
 from .hardness import hardness_ratios as _hardness_ratios
+from .models import (
+    Latent,
+    LatentSpectrum,
+    current_encoder,
+    get_encoder,
+    init_from_result,
+    use_network,
+)
 from .physics import MODEL_CLASSES
 from .spectrum import Spectrum, spectrum_from_pha
 
-__all__ = ["get_spectrum", "hardness_ratios", "fit_classical"]
+if TYPE_CHECKING:
+    from astropy.table import Table
+    from matplotlib.figure import Figure
 
-for _cls in MODEL_CLASSES:
-    _ui.add_model(_cls)
+    from .inference import LatentEncoder, LatentResult
+
+IdType = int | str
+
+__all__ = [
+    "latent",
+    "wabs",
+    "bbodyrad",
+    "diskbb",
+    "bremss",
+    "plasma",
+    "get_spectrum",
+    "hardness_ratios",
+    "fit_classical",
+    "load_network",
+    "get_network",
+    "encode",
+    "get_latent",
+    "set_latent_source",
+    "estimate_nh",
+    "latent_report",
+    "plot_latent",
+    "plot_latent_fit",
+]
 
 
-def get_spectrum(id: int | str | None = None) -> Spectrum:
+def _register(cls: type) -> Any:
+    """Register a model class with the session; the wrapper that makes ``name.comp``."""
+    _ui.add_model(cls)
+    # add_model keeps the wrapper only in the session (and in __main__); export it too,
+    # so that ``latent.src`` works wherever ``from sherpa_latent.ui import *`` is run.
+    return _ui._session._model_types[cls.__name__.lower()]
+
+
+latent = _register(Latent)
+_physics = {cls.__name__.lower(): _register(cls) for cls in MODEL_CLASSES}
+wabs, bbodyrad, diskbb = _physics["wabs"], _physics["bbodyrad"], _physics["diskbb"]
+bremss, plasma = _physics["bremss"], _physics["plasma"]
+
+# data id -> (weak reference to the DataPHA, fingerprint, network SHA-256, result)
+_results: dict[IdType, tuple[Any, tuple, str, LatentResult]] = {}
+
+
+# --------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------
+def _resolve_id(id: IdType | None) -> IdType:
+    return _ui.get_default_id() if id is None else id
+
+
+def _pha(id: IdType | None) -> DataPHA:
+    """The session's data set, which must be a PHA (IdentifierErr when missing)."""
+    data = _ui.get_data(id)
+    if not isinstance(data, DataPHA):
+        raise SpectrumError(
+            getattr(data, "name", None) or f"data set {_resolve_id(id)}",
+            f"data set {_resolve_id(id)} is {type(data).__name__}, not a PHA spectrum",
+        )
+    return data
+
+
+def get_spectrum(id: IdType | None = None) -> Spectrum:
     """The session's data set ``id`` as a validated :class:`~sherpa_latent.Spectrum`.
 
     Parameters
     ----------
     id : int or str, optional
         Data set identifier (default: the session's default id).
+
+    Raises
+    ------
+    IdentifierErr
+        No such data set.
+    SpectrumError
+        The data set cannot be used (not a PHA, no response, wavelength analysis, ...).
     """
-    pha = _ui.get_data(id)
-    return spectrum_from_pha(pha, getattr(pha, "name", None) or f"data set {id}")
+    pha = _pha(id)
+    return spectrum_from_pha(pha, getattr(pha, "name", None) or f"data set {_resolve_id(id)}")
 
 
-def hardness_ratios(id: int | str | None = None) -> HardnessRatios:
+def hardness_ratios(id: IdType | None = None) -> HardnessRatios:
     """CSC hardness ratios with 68% credible intervals for a data set in the session.
 
     Parameters
@@ -49,7 +147,7 @@ def hardness_ratios(id: int | str | None = None) -> HardnessRatios:
     return _hardness_ratios(get_spectrum(id))
 
 
-def fit_classical(id: int | str | None = None) -> ClassicalFit:
+def fit_classical(id: IdType | None = None) -> ClassicalFit:
     """Absorbed power-law fit of a data set with C-stat/W-stat and ``conf`` intervals.
 
     The session's own source model, statistic and filter are left as they were.
@@ -60,3 +158,316 @@ def fit_classical(id: int | str | None = None) -> ClassicalFit:
         Data set identifier.
     """
     return fit_absorbed_powerlaw(get_spectrum(id))
+
+
+# --------------------------------------------------------------------------------------
+# network and encoding
+# --------------------------------------------------------------------------------------
+def load_network(
+    name_or_path: str | os.PathLike = "default", device: str = "auto"
+) -> LatentEncoder:
+    """Choose the network used by :func:`encode` and by new ``latent`` components.
+
+    Parameters
+    ----------
+    name_or_path : path-like or "default"
+        Network file (``.safetensors``) or a folder holding ``network.safetensors`` and
+        ``clusters.safetensors``; "default" is the network shipped in the package.
+    device : str
+        "auto" (CUDA when present), "cpu" or "cuda", for encoding.
+
+    Returns
+    -------
+    LatentEncoder
+
+    Raises
+    ------
+    NetworkFileError
+        Missing or malformed files, or a SHA-256 that does not match.
+    """
+    return use_network(name_or_path, device)
+
+
+def get_network() -> LatentEncoder:
+    """The current network (the default one, loaded on first use)."""
+    return current_encoder()
+
+
+def _fingerprint(pha: DataPHA) -> tuple:
+    bkg = pha.get_background() if pha.background_ids else None
+    arf, rmf = pha.get_arf(), pha.get_rmf()
+    return (
+        hash(np.asarray(pha.counts, dtype=float).tobytes()),
+        None if bkg is None else hash(np.asarray(bkg.counts, dtype=float).tobytes()),
+        float(pha.exposure or 0.0),
+        None if arf is None else (arf.name, id(arf)),
+        None if rmf is None else (rmf.name, id(rmf)),
+    )
+
+
+def encode(id: IdType | None = None) -> LatentResult:
+    """Encode a data set with the current network; keep and return the result.
+
+    The network sees the ungrouped counts, the scaled background and the response,
+    whatever the session's grouping, filter or background subtraction.
+
+    Parameters
+    ----------
+    id : int or str, optional
+        Data set identifier.
+
+    Returns
+    -------
+    LatentResult
+        Latents ``z`` with ``z_err``, ``log_norm`` (log10 of the 0.5-7 keV photon flux,
+        photons/cm^2/s), the N_H posterior (10^22 cm^-2), cluster, class probabilities
+        and anomaly score.
+
+    Raises
+    ------
+    IdentifierErr
+        No such data set.
+    SpectrumError
+        The data set cannot be used (wavelength analysis, no response, ...).
+    """
+    key = _resolve_id(id)
+    spectrum = get_spectrum(key)
+    encoder = current_encoder()
+    (result,) = encoder.encode([spectrum], names=[spectrum.path])
+    _results[key] = (weakref.ref(spectrum.pha), _fingerprint(spectrum.pha), encoder.sha256, result)
+    return result
+
+
+def get_latent(id: IdType | None = None) -> LatentResult:
+    """The stored :func:`encode` result of a data set (encoding it when missing or stale).
+
+    Parameters
+    ----------
+    id : int or str, optional
+        Data set identifier.
+    """
+    key = _resolve_id(id)
+    pha = _pha(key)
+    stored = _results.get(key)
+    if stored is not None:
+        ref, fingerprint, sha, result = stored
+        if ref() is pha and fingerprint == _fingerprint(pha) and sha == current_encoder().sha256:
+            if getattr(pha, "units", "energy") == "wavelength":
+                get_spectrum(key)  # raises the wavelength error
+            return result
+    return encode(key)
+
+
+def estimate_nh(id: IdType | None = None) -> tuple[float, float, float]:
+    """The network's N_H posterior of a data set: (median, lower, upper) at 68%.
+
+    Parameters
+    ----------
+    id : int or str, optional
+        Data set identifier.
+
+    Returns
+    -------
+    tuple of float
+        N_H, 10^22 cm^-2.
+    """
+    return tuple(float(v) for v in get_latent(id).nh)  # type: ignore[return-value]
+
+
+def _component_name(id: IdType) -> str:
+    text = re.sub(r"\W", "_", str(id))
+    return f"latent{text}" if isinstance(id, int) else f"latent_{text}"
+
+
+def set_latent_source(id: IdType | None = None, name: str | None = None) -> LatentSpectrum:
+    """Make a ``latent`` component from the encoder's result and set it as the source.
+
+    ``z1``..``z8`` start at the posterior means and ``norm`` at ``10**log_norm``; the
+    component is ready for ``fit()``.
+
+    Parameters
+    ----------
+    id : int or str, optional
+        Data set identifier.
+    name : str, optional
+        Component name (default ``latent<id>``, e.g. ``latent1``).
+
+    Returns
+    -------
+    LatentSpectrum
+        The component (also available by its name in the session).
+    """
+    key = _resolve_id(id)
+    result = get_latent(key)
+    component = _ui.create_model_component("latent", name or _component_name(key))
+    component.set_network(current_encoder())
+    init_from_result(component, result)
+    _ui.set_source(key, component)
+    return component
+
+
+# --------------------------------------------------------------------------------------
+# reports and plots
+# --------------------------------------------------------------------------------------
+def _ids(ids: IdType | Sequence[IdType] | None) -> list[IdType]:
+    if ids is None:
+        found = list(_ui.list_data_ids())
+        if not found:
+            raise IdentifierErr("nodatasets")
+        return found
+    if isinstance(ids, (int, str)):
+        return [ids]
+    return list(ids)
+
+
+def latent_report(ids: IdType | Sequence[IdType] | None = None, classical: bool = True) -> Table:
+    """One row per data set: the network's results and the classical fit beside them.
+
+    Parameters
+    ----------
+    ids : id or sequence of ids, optional
+        Data sets (default: all loaded).
+    classical : bool, optional
+        Fit ``wabs * powlaw1d`` too (W-stat with a background, C-stat without, 0.5-7 keV,
+        68% ``conf`` intervals; a few seconds per data set). The session's source
+        models, statistic and filters are left as they were.
+
+    Returns
+    -------
+    astropy.table.Table
+        ``ID``, ``FILE``, ``OBJECT``, ``OBSID``; ``Z``, ``Z_ERR`` (8 values each),
+        ``LOG_NORM`` (dex(ph/cm^2/s)) and ``LOG_NORM_ERR``, ``NORM`` (0.5-7 keV photon
+        flux, ph/cm^2/s), ``NH``, ``NH_LO``, ``NH_HI`` (1e22 cm^-2), ``CLUSTER``,
+        ``CLUSTER_LABEL``, ``P_<class>`` (class probabilities), ``ANOMALY``,
+        ``CSTAT``, ``DOF``; with ``classical``: ``PL_NH``, ``PL_NH_LO``, ``PL_NH_HI``
+        (1e22 cm^-2), ``PL_GAMMA``, ``PL_GAMMA_LO``, ``PL_GAMMA_HI``, ``PL_STATISTIC``,
+        ``PL_STAT``, ``PL_DOF``, ``PL_FLUX`` and ``PL_FLUX_UNABS`` (0.5-7 keV,
+        erg/cm^2/s).
+    """
+    from astropy import units as u
+    from astropy.table import Table
+
+    rows = []
+    for key in _ids(ids):
+        spectrum = get_spectrum(key)
+        result = get_latent(key)
+        fit = fit_classical(key) if classical else None
+        rows.append((key, spectrum, result, fit))
+
+    encoder = current_encoder()
+    nh_unit = u.Unit("1e22 cm-2")
+    photon_flux = u.Unit("ph cm-2 s-1")
+    table = Table()
+    table["ID"] = [str(r[0]) for r in rows]
+    table["FILE"] = [r[1].path for r in rows]
+    table["OBJECT"] = [r[1].object for r in rows]
+    table["OBSID"] = [r[1].obsid for r in rows]
+    table["Z"] = np.array([r[2].z for r in rows])
+    table["Z_ERR"] = np.array([r[2].z_err for r in rows])
+    log_norm = np.array([r[2].log_norm for r in rows])
+    table["LOG_NORM"] = log_norm * u.dex(photon_flux)
+    table["LOG_NORM_ERR"] = np.array([r[2].log_norm_err for r in rows]) * u.dex
+    table["NORM"] = 10.0**log_norm * photon_flux
+    for j, name in enumerate(("NH", "NH_LO", "NH_HI")):
+        table[name] = np.array([r[2].nh[j] for r in rows]) * nh_unit
+    table["CLUSTER"] = np.array([r[2].cluster for r in rows], dtype=np.int16)
+    table["CLUSTER_LABEL"] = [r[2].cluster_label for r in rows]
+    class_names = list(encoder.model.config.class_names)
+    for cname in class_names:
+        table[f"P_{cname}"] = [r[2].class_probabilities.get(cname, np.nan) for r in rows]
+    table["ANOMALY"] = [r[2].anomaly for r in rows]
+    table["CSTAT"] = [r[2].cstat for r in rows]
+    table["DOF"] = np.array([r[2].dof for r in rows], dtype=np.int32)
+    if classical:
+        for j, suffix in enumerate(("", "_LO", "_HI")):
+            table[f"PL_NH{suffix}"] = np.array([r[3].nh[j] for r in rows]) * nh_unit
+        for j, suffix in enumerate(("", "_LO", "_HI")):
+            table[f"PL_GAMMA{suffix}"] = [r[3].gamma[j] for r in rows]
+        table["PL_STATISTIC"] = [r[3].statistic for r in rows]
+        table["PL_STAT"] = [r[3].stat for r in rows]
+        table["PL_DOF"] = np.array([r[3].dof for r in rows], dtype=np.int32)
+        energy_flux = u.Unit("erg cm-2 s-1")
+        table["PL_FLUX"] = np.array([r[3].flux_absorbed for r in rows]) * energy_flux
+        table["PL_FLUX_UNABS"] = np.array([r[3].flux_unabsorbed for r in rows]) * energy_flux
+    table.meta["NETWORK"] = encoder.name
+    table.meta["NETSHA"] = encoder.sha256
+    table.meta["BAND"] = "0.5-7.0 keV"
+    return table
+
+
+def plot_latent(
+    ids: IdType | Sequence[IdType] | None = None,
+    dims: tuple[int, int] = (0, 1),
+    path: str | os.PathLike | None = None,
+    ax=None,
+) -> Figure:
+    """Data sets placed in a plane of latent space, over the clusters' ellipses.
+
+    Parameters
+    ----------
+    ids : id or sequence of ids, optional
+        Data sets (default: all loaded).
+    dims : tuple of int, optional
+        Latent dimensions to show, counted from 0 (``(0, 1)``: z1 against z2).
+    path : path-like, optional
+        PNG file to write.
+    ax : matplotlib Axes, optional
+        Where to draw.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from .plotting import plot_latent_space
+
+    results = [get_latent(key) for key in _ids(ids)]
+    return plot_latent_space(results, current_encoder().clusters, dims=dims, ax=ax, path=path)
+
+
+def plot_latent_fit(
+    id: IdType | None = None,
+    path: str | os.PathLike | None = None,
+    classical: bool = True,
+    use_source: bool = True,
+    ax=None,
+) -> Figure:
+    """A data set with the folded latent model and the classical model, residuals below.
+
+    Parameters
+    ----------
+    id : int or str, optional
+        Data set identifier.
+    path : path-like, optional
+        PNG file to write.
+    classical : bool, optional
+        Fit and show ``wabs * powlaw1d`` as well (a few seconds).
+    use_source : bool, optional
+        When the data set's source is a single ``latent`` component, show it with its
+        current (for instance fitted) parameters; otherwise the encoder's result.
+    ax : matplotlib Axes, optional
+        Where to draw the spectrum (the residual panel goes below).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from .plotting import plot_latent_fit as _plot
+
+    key = _resolve_id(id)
+    spectrum = get_spectrum(key)
+    result = get_latent(key)
+    encoder = current_encoder()
+    if use_source:
+        try:
+            source = _ui.get_source(key)
+        except IdentifierErr:
+            source = None
+        if isinstance(source, LatentSpectrum) and source.norm.val > 0:
+            result = replace(
+                result,
+                z=np.array([p.val for p in source.zs]),
+                log_norm=float(np.log10(source.norm.val)),
+            )
+            encoder = get_encoder(source.network)
+    fit = fit_classical(key) if classical else None
+    return _plot(spectrum, result, encoder, classical=fit, ax=ax, path=path)
