@@ -39,6 +39,7 @@ from astropy import units as u
 from astropy.table import Table
 
 from .classes import CLASS_NAMES
+from .fileio import atomic_output
 from .grids import INPUT_GRID, MODEL_GRID, EnergyGrid, channel_bin_index
 from .inference import LatentEncoder, LatentResult
 from .report import error_message
@@ -747,16 +748,6 @@ def write_table(table: Table, path: str | os.PathLike, *, clobber: bool = False)
     sherpa.utils.err.IOErr
         The file exists and ``clobber`` is not set.
     """
-    from sherpa.utils.err import IOErr
-
-    path = Path(path)
-    if path.exists() and not clobber:
-        raise IOErr("filefound", str(path))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_output(path, clobber=clobber) as tmp:
         table.write(tmp, format="fits", overwrite=True)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path

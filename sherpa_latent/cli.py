@@ -226,13 +226,10 @@ def _plot_report(plotting, spectrum, report, encoder, out: str) -> None:
         spectrum, report.latent, encoder, classical=report.classical, ax=fit_ax
     )
     plotting.plot_latent_space([report.latent], encoder.clusters, ax=latent_ax)
-    tmp = os.path.join(os.path.dirname(out) or ".", f".{os.path.basename(out)}.{os.getpid()}")
-    try:
+    from .fileio import atomic_output
+
+    with atomic_output(out) as tmp:
         fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _refuse_existing(path: str | None, clobber: bool) -> bool:

@@ -31,6 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .classes import ABSORBED_POWERLAW_CLASSES, CLASS_NAMES
+from .fileio import atomic_output, write_json
 from .grids import CSC_BANDS, FIT_BAND, INPUT_GRID, EnergyGrid
 
 __all__ = [
@@ -148,9 +149,7 @@ def classical_fits(
         bar = tqdm(total=len(todo), desc="classical fits", unit="fit")
 
         def save() -> None:
-            tmp = cache_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({str(k): list(v) for k, v in done.items()}))
-            os.replace(tmp, cache_path)
+            write_json(cache_path, {str(k): list(v) for k, v in done.items()})
 
         with ProcessPoolExecutor(
             max_workers=workers,
@@ -441,12 +440,9 @@ def response_awareness(
 
 
 def _write_outputs(out_dir: Path, results: dict) -> None:
-    tmp = out_dir / "evaluation.json.tmp"
-    tmp.write_text(json.dumps(results, indent=2))
-    os.replace(tmp, out_dir / "evaluation.json")
-    tmp = out_dir / "evaluation.md.tmp"
-    tmp.write_text(markdown_summary(results))
-    os.replace(tmp, out_dir / "evaluation.md")
+    write_json(out_dir / "evaluation.json", results)
+    with atomic_output(out_dir / "evaluation.md") as tmp:
+        tmp.write_text(markdown_summary(results))
 
 
 def markdown_summary(results: dict) -> str:

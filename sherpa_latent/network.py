@@ -48,7 +48,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
@@ -64,6 +63,7 @@ from torch import Tensor, nn
 
 from .classes import CLASS_NAMES
 from .errors import NetworkFileError
+from .fileio import atomic_output, sha256_file
 from .grids import FIT_BAND, INPUT_GRID, MODEL_GRID, EnergyGrid
 
 __all__ = [
@@ -903,34 +903,16 @@ def nh_sigma_scale(band_counts: np.ndarray, calibration: Mapping[str, Any]) -> n
 # --------------------------------------------------------------------------------------
 # files
 # --------------------------------------------------------------------------------------
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def sidecar_path(weights_path: str | os.PathLike) -> Path:
     """The JSON metadata file beside a weights file (same stem, ``.json``)."""
     return Path(weights_path).with_suffix(".json")
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder."""
+    """Write ``data`` to ``path`` atomically (making the folder if needed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_safetensors_pair(

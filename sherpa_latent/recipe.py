@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from .fileio import atomic_output, write_json
+
 __all__ = ["Recipe", "prepare_data", "run_recipe"]
 
 
@@ -119,7 +121,7 @@ def prepare_data(recipe: Recipe, *, progress: bool = True) -> dict:
         list(lib_cfg.get("held_out_real", [])),
         int(lib_cfg.get("held_out_synthetic", 40)),
     )
-    _write_json(recipe.split_file(), split)
+    write_json(recipe.split_file(), json.loads(json.dumps(split, default=_plain)))
     sim = recipe.simulate
     shard_size = int(sim.get("shard_size", 50_000))
     base_seed = int(sim.get("seed", 11))
@@ -310,16 +312,9 @@ def install_network(network_path, clusters_path) -> Path:
         dst = target / src.name
         if dst.exists() and dst.read_bytes() == src.read_bytes():
             continue
-        tmp = dst.with_suffix(dst.suffix + ".tmp")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
+        with atomic_output(dst) as tmp:
+            shutil.copyfile(src, tmp)
     return target
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=_plain))
-    os.replace(tmp, path)
 
 
 def _plain(obj):

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.table import Table
+
+from .fileio import atomic_output
 
 __all__ = [
     "CLUSTER_COLORS",
@@ -142,20 +143,10 @@ def write_regions(
     sherpa.utils.err.IOErr
         The file exists and ``clobber`` is not set.
     """
-    from sherpa.utils.err import IOErr
-
-    path = Path(path)
-    if path.exists() and not clobber:
-        raise IOErr("filefound", str(path))
     regions = catalogue_regions(table, radius=radius)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_output(path, clobber=clobber) as tmp:
         if len(regions):
             regions.write(tmp, format="ds9", overwrite=True)
         else:  # regions writes nothing for an empty list; keep a valid, empty file
             tmp.write_text("# Region file format: DS9 astropy/regions\nicrs\n")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return len(regions)

@@ -17,12 +17,10 @@ projected once with :func:`project_response`, so they go through exactly the sam
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +29,7 @@ import numpy as np
 from scipy.special import ndtr
 from sherpa.utils.err import IOErr
 
+from .fileio import save_npz
 from .grids import INPUT_GRID, MODEL_GRID, EnergyGrid, channel_bin_index
 
 __all__ = [
@@ -192,26 +191,6 @@ def _grid_dict(grid: EnergyGrid | dict) -> dict:
 def _read_only(arr: np.ndarray) -> np.ndarray:
     arr.flags.writeable = False
     return arr
-
-
-def _atomic_savez(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
-    """Write an uncompressed .npz atomically: a temporary file beside it, then os.replace."""
-    path = Path(path)
-    folder = path.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 @dataclass(frozen=True, eq=False)
@@ -391,8 +370,6 @@ class ResponseLibrary:
             The file exists and ``clobber`` is not set.
         """
         path = Path(path)
-        if path.exists() and not clobber:
-            raise IOErr("filefound", str(path))
 
         def text(values: tuple[str, ...]) -> np.ndarray:
             return np.array(values, dtype=str) if values else np.zeros(0, dtype="<U1")
@@ -400,7 +377,7 @@ class ResponseLibrary:
         def grid(g: dict) -> np.ndarray:
             return np.array([g["emin"], g["emax"], g["nbins"]], dtype=np.float64)
 
-        _atomic_savez(
+        save_npz(
             path,
             {
                 "format": np.array(LIBRARY_FORMAT),
@@ -414,6 +391,7 @@ class ResponseLibrary:
                 "input_grid": grid(self.input_grid),
                 "model_grid": grid(self.model_grid),
             },
+            clobber=clobber,
         )
         return path
 

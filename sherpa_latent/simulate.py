@@ -21,12 +21,10 @@ resumably; :func:`read_shard`, :func:`iter_shards` and :class:`ShardSet` read th
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -38,8 +36,9 @@ from tqdm import tqdm
 
 from . import physics
 from .classes import CLASS_NAMES
+from .fileio import save_npz, sha256_file, write_json
 from .grids import FIT_BAND, INPUT_GRID, MODEL_GRID, EnergyGrid
-from .responses import ResponseLibrary, _atomic_savez, overlap_matrix
+from .responses import ResponseLibrary, overlap_matrix
 
 __all__ = [
     "Range",
@@ -1165,30 +1164,6 @@ def _read_manifest(out_dir: Path) -> dict | None:
         raise ShardError(path, f"unreadable manifest ({exc})") from None
 
 
-def _write_json_atomic(path: Path, payload: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=1)
-            fh.write("\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def shard_paths(out_dir: str | os.PathLike) -> list[Path]:
     """The shard files of a folder, in order (from its manifest, else by name)."""
     out_dir = Path(out_dir)
@@ -1335,7 +1310,7 @@ def simulate_shards(
             if lib_path.resolve().is_relative_to(out_dir.resolve())
             else str(lib_path.resolve()),
             "name": lib_path.name,
-            "sha256": _sha256(lib_path),
+            "sha256": sha256_file(lib_path),
             "n_responses": len(lib),
         },
         "class_names": list(CLASS_NAMES),
@@ -1343,7 +1318,7 @@ def simulate_shards(
         "package_version": __version__,
         "complete": False,
     }
-    _write_json_atomic(_manifest_path(out_dir), manifest)
+    write_json(_manifest_path(out_dir), manifest)
     n_in = lib.input_grid["nbins"]
     done = [_shard_complete(out_dir / _shard_name(k), sizes[k], keep_flux, n_in)
             for k in range(n_shards)]  # fmt: skip
@@ -1377,7 +1352,7 @@ def simulate_shards(
                 for future in as_completed(futures):
                     bar.update(future.result())
     manifest["complete"] = True
-    _write_json_atomic(_manifest_path(out_dir), manifest)
+    write_json(_manifest_path(out_dir), manifest)
     return manifest
 
 
@@ -1395,7 +1370,7 @@ def _simulate_shard_task(task: tuple) -> int:
         size, lib, rng, response_ids=ids, real_fraction=real_fraction, keep_flux=keep_flux,
         config=config,
     )  # fmt: skip
-    _atomic_savez(out_path, data)
+    save_npz(out_path, data)
     return size
 
 

@@ -39,6 +39,7 @@ from sklearn.mixture import GaussianMixture
 
 from .classes import CLASS_NAMES
 from .errors import NetworkFileError
+from .fileio import atomic_output
 from .grids import INPUT_GRID, MODEL_GRID, EnergyGrid
 from .network import (
     LatentAutoencoder,
@@ -615,9 +616,8 @@ def _save_checkpoint(out_dir: Path, model: LatentAutoencoder, optimizer, state: 
     full["torch_rng"] = torch.get_rng_state()
     if torch.cuda.is_available():
         full["cuda_rng"] = torch.cuda.get_rng_state_all()
-    tmp = out_dir / (CHECKPOINT_STATE + ".tmp")
-    torch.save(full, tmp)
-    os.replace(tmp, out_dir / CHECKPOINT_STATE)
+    with atomic_output(out_dir / CHECKPOINT_STATE) as tmp:
+        torch.save(full, tmp)
 
 
 def _load_checkpoint(
