@@ -139,7 +139,8 @@ def test_session_has_the_models_and_commands(pha_3c273: Path) -> None:
 
     ui.clean()
     ui.load_pha("hr", str(pha_3c273))
-    ui.set_source("hr", "wabs.gal * powlaw1d.pl")
+    gal = ui.create_model_component("wabs", "gal")
+    ui.set_source("hr", gal * ui.create_model_component("powlaw1d", "pl"))
     assert type(ui.get_model_component("gal")).__name__ == "WAbs"
     for name in ("wabs", "bbodyrad", "diskbb", "bremss", "plasma"):
         assert name in ui.list_models()
