@@ -40,7 +40,7 @@ from astropy.table import Table
 
 from .classes import CLASS_NAMES
 from .fileio import atomic_output
-from .grids import INPUT_GRID, MODEL_GRID, EnergyGrid, channel_bin_index
+from .grids import INPUT_GRID, MODEL_GRID, EnergyGrid
 from .inference import LatentEncoder, LatentResult
 from .report import error_message
 from .spectrum import ResponseRepresentation, Spectrum, load_spectrum
@@ -218,18 +218,7 @@ class ResponseCache:
         self.hits += 1
         self._projected.move_to_end(key)
         effective_area, response = cached
-        # The counts part of Spectrum.representation (the response part is cached).
-        e_min, e_max = spectrum.channel_energies
-        chan_bin = channel_bin_index(e_min, e_max, input_grid.edges)
-        inside = chan_bin >= 0
-        counts = np.bincount(chan_bin[inside], spectrum.counts[inside], input_grid.nbins)
-        bkg = spectrum.background_counts
-        background = (
-            np.zeros(input_grid.nbins)
-            if bkg is None
-            else spectrum.background_scale
-            * np.bincount(chan_bin[inside], bkg[inside], input_grid.nbins)
-        )
+        counts, background = spectrum.binned_counts(input_grid)
         return ResponseRepresentation(
             counts=counts,
             background=background,

@@ -227,6 +227,29 @@ class Spectrum:
     def _rmf_matrix(self):
         return rmf_to_matrix(self.pha.get_rmf())
 
+    def binned_counts(self, input_grid: EnergyGrid = INPUT_GRID) -> tuple[np.ndarray, np.ndarray]:
+        """Counts and scaled background counts per bin of an input grid.
+
+        Channels go to the bin holding their mid-energy (EBOUNDS); the background is
+        multiplied by :attr:`background_scale` (zeros without a background).
+
+        Returns
+        -------
+        tuple of ndarray
+            (source-region counts, background counts expected in the source region).
+        """
+        e_min, e_max = self.channel_energies
+        chan_bin = channel_bin_index(e_min, e_max, input_grid.edges)
+        inside = chan_bin >= 0
+        counts = np.bincount(chan_bin[inside], self.counts[inside], input_grid.nbins)
+        bkg = self.background_counts
+        if bkg is None:
+            return counts, np.zeros(input_grid.nbins)
+        scaled = self.background_scale * np.bincount(
+            chan_bin[inside], bkg[inside], input_grid.nbins
+        )
+        return counts, scaled
+
     def representation(
         self, input_grid: EnergyGrid = INPUT_GRID, model_grid: EnergyGrid = MODEL_GRID
     ) -> ResponseRepresentation:
@@ -243,16 +266,7 @@ class Spectrum:
         ResponseRepresentation
         """
         e_min, e_max = self.channel_energies
-        chan_bin = channel_bin_index(e_min, e_max, input_grid.edges)
-        inside = chan_bin >= 0
-        counts = np.bincount(chan_bin[inside], self.counts[inside], input_grid.nbins)
-        bkg = self.background_counts
-        background = (
-            np.zeros(input_grid.nbins)
-            if bkg is None
-            else self.background_scale
-            * np.bincount(chan_bin[inside], bkg[inside], input_grid.nbins)
-        )
+        counts, background = self.binned_counts(input_grid)
         mat = self._rmf_matrix
         rmf = self.pha.get_rmf()
         energ_lo, energ_hi = np.asarray(rmf.energ_lo, float), np.asarray(rmf.energ_hi, float)
@@ -491,9 +505,10 @@ def header_file_names(path: str) -> dict[str, str | None]:
     with fits.open(path, memmap=False, lazy_load_hdus=True) as hdus:
         for hdu in hdus[1:]:
             header = hdu.header
-            if header.get("HDUCLAS1", "").strip().upper() == "SPECTRUM" or header.get(
-                "EXTNAME", ""
-            ).strip().upper() == "SPECTRUM":
+            if (
+                header.get("HDUCLAS1", "").strip().upper() == "SPECTRUM"
+                or header.get("EXTNAME", "").strip().upper() == "SPECTRUM"
+            ):
                 return {k: header.get(k) for k in keys}
     return dict.fromkeys(keys)
 
@@ -513,8 +528,7 @@ def _set_background(pha: DataPHA, bkg, bkg_path: str) -> None:
     if len(bkg.channel) != len(pha.channel):
         raise SpectrumError(
             bkg_path,
-            f"background has {len(bkg.channel)} channels but the spectrum has "
-            f"{len(pha.channel)}",
+            f"background has {len(bkg.channel)} channels but the spectrum has {len(pha.channel)}",
         )
     pha.set_background(bkg)
 
