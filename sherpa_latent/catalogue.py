@@ -48,6 +48,10 @@ from .spectrum import ResponseRepresentation, Spectrum, load_spectrum
 if TYPE_CHECKING:
     from .report import SpectrumReport
 
+NH_UNIT = u.Unit("1e22 cm-2")
+"""Unit of the N_H columns: values are in 10^22 cm^-2 (a quantity times 1e22 would store
+plain cm^-2 and contradict the NHUNIT keyword)."""
+
 __all__ = [
     "LoadedSpectrum",
     "ResponseCache",
@@ -402,7 +406,7 @@ def table_from_records(
     table["LOG_NORM"] = cols["LOG_NORM"] * u.dex(u.ph / u.cm**2 / u.s)
     table["LOG_NORM_ERR"] = cols["LOG_NORM_ERR"] * u.dex
     for key in ("NH", "NH_LO", "NH_HI"):
-        table[key] = cols[key] * (1e22 * u.cm**-2)
+        table[key] = cols[key] * NH_UNIT
     table["CLUSTER"] = cluster
     table["CLUSTER_LABEL"] = label.astype(str)
     table["CLUSTER_CLASSES"] = fractions
@@ -716,7 +720,7 @@ def report_table(
     table["EXPOSURE"] = exposure * u.s
     table["NET_COUNTS"] = net * u.count
     for key, (value, lo, hi) in triples.items():
-        unit = 1e22 * u.cm**-2 if key.startswith("NH") else None
+        unit = NH_UNIT if key.startswith("NH") else None
         for suffix, column in (("", value), ("_LO", lo), ("_HI", hi)):
             table[key + suffix] = column if unit is None else column * unit
     table["CLUSTER"] = cluster

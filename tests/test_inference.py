@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from astropy import units as u
 from astropy.table import Table
 
 from sherpa_latent import load_spectrum
@@ -99,6 +100,8 @@ def test_encode_command_writes_a_table_with_error_rows(tmp_path: Path, sherpa_da
     assert list(table["ERROR"][:2]) == ["", ""] and "bad.pi" in table["ERROR"][2]
     assert table["Z"].shape == (3, 8) and np.all(np.isfinite(table["Z"][:2]))
     assert np.all(table["NH_LO"][:2] < table["NH"][:2])
+    # N_H is stored in units of 1e22 cm^-2, as the NHUNIT keyword says.
+    assert table["NH"].unit == u.Unit("1e22 cm-2") and 0 < table["NH"][0] < 1
     assert table.meta["NETSHA"] and table.meta["CREATOR"].startswith("sherpa_latent")
     # Refuses to overwrite without clobber, CIAO style clobber=yes works.
     again = _cli("encode", str(good[0]), f"outfile={out}")
