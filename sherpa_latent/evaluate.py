@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from .classes import ABSORBED_POWERLAW_CLASSES, CLASS_NAMES
 from .fileio import atomic_output, write_json
-from .grids import CSC_BANDS, FIT_BAND, INPUT_GRID, EnergyGrid
+from .grids import CSC_BANDS, FIT_BAND, INPUT_GRID
 
 __all__ = [
     "COUNT_RANGES",
@@ -81,13 +81,9 @@ def _representation(data: dict, library, i: int):
         effective_area=np.asarray(library.effective_area[rid], dtype=float),
         response=np.asarray(library.response[rid], dtype=float),
         exposure=float(data["exposure"][i]),
-        input_grid=_grid(library.input_grid),
-        model_grid=_grid(library.model_grid),
+        input_grid=library.input_energy_grid,
+        model_grid=library.model_energy_grid,
     )
-
-
-def _grid(grid) -> EnergyGrid:
-    return grid if isinstance(grid, EnergyGrid) else EnergyGrid(**grid)
 
 
 _WORKER_STATE: dict = {}
@@ -421,7 +417,7 @@ def response_awareness(
     rids = (resp1, resp2, resp1)
     batch = {
         "counts": np.concatenate(observed),
-        "background": np.zeros((3 * n_pairs, _grid(library.input_grid).nbins), np.float32),
+        "background": np.zeros((3 * n_pairs, library.input_energy_grid.nbins), np.float32),
         "response": np.concatenate([np.asarray(library.response)[r] for r in rids]),
         "effective_area": np.concatenate([np.asarray(library.effective_area)[r] for r in rids]),
         "exposure": np.tile(exposure, 3).astype(np.float32),
