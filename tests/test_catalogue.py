@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table
+from conftest import make_small_network
 
 from sherpa_latent import load_spectrum
 from sherpa_latent.catalogue import (
@@ -31,25 +32,6 @@ from sherpa_latent.catalogue import (
 
 N_FILES = 2000
 BATCH = 100
-
-
-def make_small_network(folder: Path) -> Path:
-    """An untrained, small network with a 4-cluster model, saved in ``folder``."""
-    import torch
-
-    from sherpa_latent.network import LatentAutoencoder, NetworkConfig, save_network
-    from sherpa_latent.train import fit_clusters
-
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    config = NetworkConfig(
-        d_model=16, n_layers=1, n_heads=2, ff_dim=32, decoder_widths=(32,), n_energy_features=4
-    )
-    save_network(LatentAutoencoder(config), folder, clobber=True)
-    rng = np.random.default_rng(0)
-    latents = rng.normal(size=(400, config.latent_dim))
-    fit_clusters(latents, rng.integers(0, 8, 400), 4, 0).save(folder / "clusters.safetensors")
-    return folder
 
 
 def write_simulated_spectra(folder: Path, sherpa_data: Path, n: int, seed: int = 1) -> list[Path]:

@@ -12,35 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.table import Table
-from conftest import write_modified_pha
+from conftest import make_small_network, write_modified_pha
 
 import sherpa_latent
 from sherpa_latent import cli
 from sherpa_latent.ciao import have_ciao
 
 
-def _small_network(folder: Path) -> Path:
-    """An untrained small network with a cluster model (the bookkeeping is under test)."""
-    import torch
-
-    from sherpa_latent.network import LatentAutoencoder, NetworkConfig, save_network
-    from sherpa_latent.train import fit_clusters
-
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    config = NetworkConfig(
-        d_model=16, n_layers=1, n_heads=2, ff_dim=32, decoder_widths=(32,), n_energy_features=4
-    )
-    save_network(LatentAutoencoder(config), folder, clobber=True)
-    rng = np.random.default_rng(0)
-    latents = rng.normal(size=(400, config.latent_dim))
-    fit_clusters(latents, rng.integers(0, 8, 400), 4, 0).save(folder / "clusters.safetensors")
-    return folder
-
-
 @pytest.fixture(scope="module")
 def network(tmp_path_factory) -> Path:
-    return _small_network(tmp_path_factory.mktemp("network"))
+    return make_small_network(tmp_path_factory.mktemp("network"))
 
 
 # --- extract ------------------------------------------------------------------------------

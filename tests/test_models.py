@@ -8,56 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_small_network
 from sherpa.astro import ui
 
 import sherpa_latent.ui as slui
 from sherpa_latent.errors import LatentModelError
 from sherpa_latent.inference import LatentResult
 from sherpa_latent.models import LatentSpectrum, init_from_result
-from sherpa_latent.network import default_network_path
-
-
-def make_small_network(folder: Path, seed: int = 0) -> Path:
-    """An untrained, tiny network and a cluster model on random latents (a second or so).
-
-    Fits made with it are poor, but every code path runs.
-    """
-    import torch
-
-    from sherpa_latent.network import LatentAutoencoder, NetworkConfig, save_network
-    from sherpa_latent.train import fit_clusters
-
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    config = NetworkConfig(d_model=16, n_layers=1, n_heads=2, ff_dim=32, decoder_widths=(32, 64))
-    model = LatentAutoencoder(config)
-    with torch.no_grad():  # give the decoder some shape to exercise
-        model.decoder[-1].weight.mul_(20.0)
-    save_network(model, folder, clobber=True)
-    rng = np.random.default_rng(seed)
-    latents = rng.normal(size=(400, config.latent_dim))
-    classes = rng.integers(0, config.n_classes, 400)
-    fit_clusters(latents, classes, 4, seed).save(folder / "clusters.safetensors", clobber=True)
-    return folder
-
-
-def require_default_network() -> None:
-    """The shipped network is part of the package: its absence is a failure."""
-    if not default_network_path().is_file():
-        pytest.fail(f"no default network installed at {default_network_path()}")
-
-
-@pytest.fixture(scope="module")
-def small_network(tmp_path_factory) -> Path:
-    return make_small_network(tmp_path_factory.mktemp("net") / "small")
-
-
-@pytest.fixture
-def session(small_network: Path):
-    ui.clean()
-    slui.load_network(small_network, device="cpu")
-    yield
-    ui.clean()
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from conftest import require_default_network  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.image import imread  # noqa: E402
 from sherpa.astro import ui  # noqa: E402
-from test_models import make_small_network, require_default_network  # noqa: E402
 
 import sherpa_latent.ui as slui  # noqa: E402
 from sherpa_latent import load_spectrum  # noqa: E402
@@ -35,11 +35,6 @@ def assert_not_blank(path: Path) -> None:
     assert image.shape[0] > 200 and image.shape[1] > 200
     assert float(pixels.std()) > 0.05
     assert len(np.unique(np.round(pixels, 2), axis=0)) > 10  # lines, points, filled ellipses
-
-
-@pytest.fixture(scope="module")
-def small_network(tmp_path_factory) -> Path:
-    return make_small_network(tmp_path_factory.mktemp("net") / "small")
 
 
 @pytest.fixture

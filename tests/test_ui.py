@@ -8,26 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy import units as u
+from conftest import require_default_network
 from sherpa.astro import ui
 from sherpa.utils.err import IdentifierErr
-from test_models import make_small_network, require_default_network
 
 import sherpa_latent.ui as slui
 from sherpa_latent.errors import NetworkFileError, SpectrumError
 from sherpa_latent.models import LatentSpectrum
-
-
-@pytest.fixture(scope="module")
-def small_network(tmp_path_factory) -> Path:
-    return make_small_network(tmp_path_factory.mktemp("net") / "small")
-
-
-@pytest.fixture
-def session(small_network: Path):
-    ui.clean()
-    slui.load_network(small_network, device="cpu")
-    yield
-    ui.clean()
 
 
 @pytest.fixture
