@@ -78,7 +78,7 @@ def test_every_example_is_known() -> None:
 
 @pytest.fixture(scope="module")
 def default_network() -> None:
-    from test_models import require_default_network
+    from conftest import require_default_network
 
     require_default_network()
 
