@@ -56,6 +56,10 @@ class ClassicalFit:
         Model energy flux in 0.5-7 keV, erg/cm^2/s.
     band : tuple of float
         Fitted energy range, keV.
+    note : str
+        Why the intervals are missing (NaN bounds), "" when ``conf`` ran: Sherpa's
+        ``conf`` refuses a fit whose reduced statistic exceeds 3, since the model is then
+        rejected and its intervals would mean nothing.
     """
 
     nh: tuple[float, float, float]
@@ -67,10 +71,13 @@ class ClassicalFit:
     flux_absorbed: float
     flux_unabsorbed: float
     band: tuple[float, float] = FIT_BAND
+    note: str = ""
 
     def __post_init__(self) -> None:
         for name in ("nh", "gamma"):
             value, lo, hi = getattr(self, name)
+            if self.note and np.isnan(lo) and np.isnan(hi):
+                continue
             if not lo <= value <= hi:
                 raise ValueError(f"{name} interval [{lo}, {hi}] does not contain {value}")
 
@@ -152,7 +159,16 @@ def _fit(pha, band, nh_starts, errors) -> ClassicalFit:
     nh_val, gamma_val = float(absorber.nh.val), float(powerlaw.gamma.val)
     nh_int = (nh_val, nh_val, nh_val)
     gamma_int = (gamma_val, gamma_val, gamma_val)
-    if errors:
+    note = ""
+    rstat = result.statval / result.dof if result.dof > 0 else np.inf
+    if errors and rstat > fit.estmethod.max_rstat:
+        note = (
+            f"reduced {stat.name} {rstat:.2f} > {fit.estmethod.max_rstat:g}: the absorbed power "
+            "law is rejected and conf gives no intervals"
+        )
+        nh_int = (nh_val, np.nan, np.nan)
+        gamma_int = (gamma_val, np.nan, np.nan)
+    elif errors:
         conf = fit.est_errors(parlist=(absorber.nh, powerlaw.gamma))
         bounds = dict(
             zip(conf.parnames, zip(conf.parmins, conf.parmaxes, strict=True), strict=True)
@@ -172,6 +188,7 @@ def _fit(pha, band, nh_starts, errors) -> ClassicalFit:
         flux_absorbed=flux_abs,
         flux_unabsorbed=flux_unabs,
         band=(float(band[0]), float(band[1])),
+        note=note,
     )
 
 

@@ -427,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
         "report",
         help="plain summary per spectrum: counts, hardness ratios, classical fit",
         description="Report on each PHA file: target, exposure, net counts, CSC hardness "
-        "ratios with 68%% credible intervals, and an absorbed power-law fit with 68%% intervals.",
+        "ratios with 68% credible intervals, and an absorbed power-law fit with 68% intervals.",
     )
     report.add_argument("files", nargs="+", help="PHA files or @stack.lis lists")
     _report_options(report)

@@ -11,6 +11,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
 from sherpa.utils.err import SherpaErr
 
 from .classical import ClassicalFit, fit_absorbed_powerlaw
@@ -77,14 +78,15 @@ class SpectrumReport:
             fit = self.classical
             out["classical"] = {
                 "model": "wabs * powlaw1d",
-                "nh": list(fit.nh),
-                "gamma": list(fit.gamma),
+                "nh": _json_interval(fit.nh),
+                "gamma": _json_interval(fit.gamma),
                 "cstat": fit.stat,
                 "statistic": fit.statistic,
                 "dof": fit.dof,
                 "flux_absorbed": fit.flux_absorbed,
                 "flux_unabsorbed": fit.flux_unabsorbed,
                 "band": list(fit.band),
+                "note": fit.note,
             }
         return out
 
@@ -115,6 +117,8 @@ class SpectrumReport:
                 f"              flux {lo:g}-{hi:g} keV: {fit.flux_absorbed:.3g} absorbed, "
                 f"{fit.flux_unabsorbed:.3g} unabsorbed erg/cm^2/s",
             ]
+            if fit.note:
+                lines.append(f"              no intervals: {fit.note}")
         if self.latent is not None:
             lat = self.latent
             pred = lat.predicted_hardness
@@ -134,7 +138,14 @@ class SpectrumReport:
 
 def _interval(values, fmt: str) -> str:
     value, lo, hi = values
+    if np.isnan(lo) and np.isnan(hi):
+        return f"{fmt.format(value)} [no interval]"
     return f"{fmt.format(value)} [{fmt.format(lo)}, {fmt.format(hi)}]"
+
+
+def _json_interval(values) -> list[float | None]:
+    """``[value, lo, hi]`` with a missing bound as None (JSON has no NaN)."""
+    return [None if np.isnan(v) else float(v) for v in values]
 
 
 def report_spectrum(

@@ -40,6 +40,24 @@ def test_classical_fit_restores_the_filter(pha_3c273: Path) -> None:
     np.testing.assert_array_equal(spec.pha.mask, before)
 
 
+def test_rejected_classical_fit_still_reports(tmp_path: Path, pha_3c273: Path) -> None:
+    """A spectrum an absorbed power law cannot fit gets its fit, without intervals, and a note."""
+    from astropy.io import fits
+
+    counts = fits.getdata(pha_3c273, "SPECTRUM")["COUNTS"].astype(np.int32)
+    counts[430:434] += 300  # a strong narrow line near 6.3 keV
+    line = write_modified_pha(tmp_path / "line.pi", pha_3c273, counts=counts)
+    fit = fit_absorbed_powerlaw(load_spectrum(line))
+    assert fit.stat / fit.dof > 3
+    assert "rejected" in fit.note
+    assert np.isnan(fit.nh[1]) and np.isnan(fit.gamma[2])
+    done = _run("report", "--json", "--no-latent", str(line))
+    assert done.returncode == 0, done.stderr
+    row = json.loads(done.stdout)
+    assert row["classical"]["nh"][1:] == [None, None]
+    assert "rejected" in row["classical"]["note"]
+
+
 def _bad_files(tmp: Path, good: Path) -> dict[str, Path]:
     truncated = tmp / "truncated.pi"
     data = good.read_bytes()
