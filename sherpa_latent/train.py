@@ -56,6 +56,7 @@ from .network import (
     resolve_device,
     save_network,
     sha256_file,
+    sidecar_path,
     used_bins,
     write_safetensors_pair,
 )
@@ -666,7 +667,25 @@ def _append_metrics(path: Path, record: dict) -> None:
 _SYNC_EVERY = 20
 """Steps between reads of the loss components from the device."""
 
-_RESUME_KEYS = ("batch_size", "seed", "learning_rate", "schedule", "data_dir", "val_fraction")
+_RESUME_KEYS = (
+    "batch_size",
+    "seed",
+    "learning_rate",
+    "schedule",
+    "data_dir",
+    "val_fraction",
+    "epochs",
+    "max_steps",
+    "weight_decay",
+    "warmup_fraction",
+    "min_lr_fraction",
+    "beta_start",
+    "beta_max",
+    "beta_warmup_fraction",
+    "nh_weight",
+    "grad_clip",
+)
+"""Settings a checkpoint must share with the config that resumes it."""
 
 
 def train(
@@ -707,10 +726,17 @@ def _train(
     out_dir.mkdir(parents=True, exist_ok=True)
     net_path, clu_path = out_dir / NETWORK_FILE, out_dir / CLUSTERS_FILE
     metrics_path = out_dir / METRICS_FILE
-    if not config.clobber:
-        for p in (net_path, clu_path):
-            if p.exists():
-                raise FileExistsError(f"{p}: file exists; set clobber = true to overwrite")
+    finished = net_path.exists()
+    if finished and not config.clobber:
+        raise FileExistsError(f"{net_path}: file exists; set clobber = true to overwrite")
+    if clu_path.exists() and not config.clobber:
+        raise FileExistsError(f"{clu_path}: file exists; set clobber = true to overwrite")
+    # Replacing a finished network means training again, not resuming its last
+    # checkpoint; the old network goes now, so that an interrupted retraining resumes.
+    start_over = finished and config.clobber
+    if start_over:
+        for p in (net_path, sidecar_path(net_path), clu_path, sidecar_path(clu_path)):
+            p.unlink(missing_ok=True)
 
     # data ------------------------------------------------------------------------------
     train_paths = find_shards(config.data_dir)
@@ -760,7 +786,7 @@ def _train(
         "config": json.dumps(_jsonable_config(config)),
     }
     ckpt_exists = (out_dir / CHECKPOINT_STATE).exists()
-    if ckpt_exists and config.resume:
+    if ckpt_exists and config.resume and not start_over:
         loaded = _load_checkpoint(out_dir, model, optimizer, config)
         state.update(loaded)
         state["config"] = json.dumps(_jsonable_config(config))

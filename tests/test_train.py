@@ -218,6 +218,25 @@ def test_resume_refuses_other_network(toy_dir, tmp_path):
     )
     with pytest.raises(ValueError, match="different network"):
         train(other)
+    with pytest.raises(ValueError, match="beta_max"):
+        train(tiny_train_config(toy_dir, tmp_path / "run", epochs=1, beta_max=0.5))
+
+
+def test_clobber_trains_a_finished_run_again(toy_dir, tmp_path):
+    cfg = tiny_train_config(toy_dir, tmp_path / "run", epochs=1)
+    first = train(cfg)
+    before = load_network(first.network_path, "cpu").state_dict()
+    # A new KL weight with clobber: trained again from step 0, not resumed from the end.
+    again = train(
+        tiny_train_config(toy_dir, tmp_path / "run", epochs=1, beta_max=0.5, clobber=True)
+    )
+    assert again.finished and again.steps == first.steps
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["step"] == first.steps
+    after = load_network(again.network_path, "cpu").state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    meta = json.loads(sidecar_path(again.network_path).read_text())
+    assert meta["training"]["recipe"]["beta_max"] == 0.5
 
 
 def test_main_command(toy_dir, tmp_path, capsys):
