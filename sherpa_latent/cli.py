@@ -378,6 +378,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         n_classical=args.n_classical,
         n_cluster=args.n_cluster,
         n_pairs=args.n_pairs,
+        n_splits=args.n_splits,
         workers=args.workers,
     )
     from .evaluate import markdown_summary
@@ -485,8 +486,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out-dir", default="evaluation", help="where results go")
     evaluate.add_argument("--workers", type=int, default=1, help="processes for the fits")
     evaluate.add_argument("--n-classical", type=int, default=500)
-    evaluate.add_argument("--n-cluster", type=int, default=1000)
+    evaluate.add_argument("--n-cluster", type=int, default=2000)
     evaluate.add_argument("--n-pairs", type=int, default=1000)
+    evaluate.add_argument(
+        "--n-splits", type=int, default=10, help="random half-splits of the cluster comparison"
+    )
     evaluate.set_defaults(func=_cmd_evaluate)
 
     train = sub.add_parser(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sherpa_latent.cli import main as cli_main
@@ -90,6 +91,7 @@ def test_evaluation_writes_every_number(tiny_run: Path, tmp_path: Path) -> None:
         n_cluster=12,
         n_pairs=10,
         n_components=2,
+        n_splits=3,
         device="cpu",
     )
     assert (tmp_path / "evaluation.json").exists() and (tmp_path / "evaluation.md").exists()
@@ -101,6 +103,14 @@ def test_evaluation_writes_every_number(tiny_run: Path, tmp_path: Path) -> None:
     assert set(results["reconstruction_cstat_dof"]["by_class"]) >= {"AGN", "CV"}
     acc = results["clusters_balanced_accuracy"]
     assert 0 <= acc["latent"] <= 1 and 0 <= acc["pca8"] <= 1
+    # accuracies are means over the splits, and margins are paired differences
+    per = acc["per_split"]
+    assert len(per["latent"]) == acc["n_splits"] == 3
+    assert acc["latent"] == pytest.approx(np.mean(per["latent"]))
+    assert acc["margin_over_hardness"] == pytest.approx(
+        np.mean(np.subtract(per["latent"], per["hardness_plus_classical"]))
+    )
+    assert results["network"]["sha256"]
     assert 0 <= results["response_awareness"]["fraction_closer"] <= 1
     # The held-out responses are the only ones in the test set.
     split = json.loads((work / "response_split.json").read_text())
