@@ -182,9 +182,10 @@ def explain(row: dict) -> list[str]:
     if row["pileup_share"] > PILEUP_SHARE_LIMIT:
         reasons.append(
             f"pile-up: {row['counts_per_frame']:.2f} counts per {row['frame_time']:.2f} s "
-            f"frame, so about {100 * row['pileup_share']:.0f}% of events share a frame with "
-            "another photon; piled events are read as one harder event, which distorts the "
-            "spectrum that both fits see"
+            f"frame in the extraction region, so up to {100 * row['pileup_share']:.0f}% of "
+            "events share a frame with another photon (less if the counts are spread over "
+            "an extended source); piled events are read as one harder event, which distorts "
+            "the spectrum that both fits see"
         )
     if row["classical"].get("note"):
         reasons.append(f"classical fit rejected: {row['classical']['note']}")

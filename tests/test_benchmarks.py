@@ -68,7 +68,9 @@ def test_disagreements_are_explained_from_the_data() -> None:
     assert not needs_explaining(_row(net_counts=100.0))
     assert explain(_row()) == ["unexplained: no pile-up, no rejected fit, no anomaly found"]
     piled = explain(_row(counts_per_frame=0.27, pileup_share=pileup_share(0.27), frame_time=0.44))
-    assert len(piled) == 1 and piled[0].startswith("pile-up: 0.27 counts per 0.44 s frame")
+    assert len(piled) == 1 and piled[0].startswith(
+        "pile-up: 0.27 counts per 0.44 s frame in the extraction"
+    )
     reasons = explain(
         _row(
             background_of="src.pi",
