@@ -324,8 +324,8 @@ class LatentSpectrum(RegriddableModel1D):
 
     A spectrum of a few hundred counts constrains only some of the latents; the others
     stay near their prior (``covar`` errors of several units). ``conf`` then needs long
-    refits: ``set_method_opt("ftol", 1e-4)`` made it three times faster with the same
-    intervals to 3 digits on 3C 273.
+    refits (several seconds on 3C 273); ``set_method_opt("ftol", 1e-4)`` makes it faster
+    but moved the bounds in the second or third digit there.
     """
 
     def __init__(self, name: str = "latent", network: str | os.PathLike | None = None) -> None:
