@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_default_network
 
 from benchmarks.agreement import explain, needs_explaining, pileup_share, real_spectrum_files
 from benchmarks.spectrum_files import write_spectrum_files
@@ -95,7 +96,8 @@ def test_real_spectrum_files_drop_byte_copies() -> None:
     assert len(names) == len(set(names))
 
 
-def test_quick_run_writes_the_page_from_its_json(tmp_path: Path, require_default_network) -> None:
+def test_quick_run_writes_the_page_from_its_json(tmp_path: Path) -> None:
+    require_default_network()
     out, work = tmp_path / "out", tmp_path / "work"
     cmd = [sys.executable, "-m", "benchmarks", "--quick", "--no-gpu"]
     cmd += ["--out-dir", str(out), "--work-dir", str(work)]
