@@ -20,9 +20,8 @@ from sherpa.astro.instrument import Response1D
 from sherpa.fit import Fit
 from sherpa.optmethods import LevMar
 from sherpa.stats import CStat, WStat
-from sherpa.utils.logging import SherpaVerbosity
 
-from sherpa_latent.classical import fit_absorbed_powerlaw
+from sherpa_latent.classical import fit_absorbed_powerlaw, fitting_band
 from sherpa_latent.errors import SpectrumError, SpectrumFileError
 from sherpa_latent.grids import FIT_BAND
 from sherpa_latent.inference import LatentEncoder
@@ -68,29 +67,20 @@ def pileup_share(counts_per_frame: float) -> float:
 
 def latent_fit(spectrum: Spectrum, result, encoder: LatentEncoder, band=FIT_BAND) -> dict:
     """Fit the decoder (``latent`` component) with the classical fit's statistic and band."""
-    pha = spectrum.pha
-    saved_mask = pha.mask.copy() if isinstance(pha.mask, np.ndarray) else pha.mask
-    try:
-        with SherpaVerbosity("ERROR"):
-            if pha.subtracted:
-                pha.unsubtract()
-            pha.notice()
-            pha.notice(*band)
-            component = LatentSpectrum("latent")
-            component.set_network(encoder)
-            init_from_result(component, result)
-            stat = WStat() if pha.background_ids else CStat()
-            fit = Fit(pha, Response1D(pha)(component), stat=stat, method=LevMar())
-            start_stat = float(fit.calc_stat())
-            outcome = fit.fit()
-        return {
-            "statistic": stat.name,
-            "stat_at_encoder": start_stat,
-            "stat": float(outcome.statval),
-            "dof": int(outcome.dof),
-        }
-    finally:
-        pha.mask = saved_mask
+    with fitting_band(spectrum.pha, band) as pha:
+        component = LatentSpectrum("latent")
+        component.set_network(encoder)
+        init_from_result(component, result)
+        stat = WStat() if pha.background_ids else CStat()
+        fit = Fit(pha, Response1D(pha)(component), stat=stat, method=LevMar())
+        start_stat = float(fit.calc_stat())
+        outcome = fit.fit()
+    return {
+        "statistic": stat.name,
+        "stat_at_encoder": start_stat,
+        "stat": float(outcome.statval),
+        "dof": int(outcome.dof),
+    }
 
 
 def agreement_row(path: Path, encoder: LatentEncoder) -> dict:

@@ -23,6 +23,21 @@ def _nh(values) -> str:
     return f"{value:.3g} [{lo:.3g}, {hi:.3g}]"
 
 
+def _save(fig, ax, path: Path, xlabel: str, ylabel: str, title: str) -> str:
+    """Label a figure, write it as PNG atomically, close it, and return the file's name."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_output(path, clobber=True) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path.name
+
+
 def _plots(results: dict, image_dir: Path) -> list[str]:
     """Throughput against batch size and time per spectrum against data size (PNG)."""
     import matplotlib
@@ -41,15 +56,9 @@ def _plots(results: dict, image_dir: Path) -> list[str]:
         g = results["gpu"]["network_only"]
         ax.loglog([r["batch_size"] for r in g], [r["spectra_per_s"] for r in g], "s-", label="GPU")
     ax.axhline(2000, color="grey", ls=":", label="2,000 spectra/s")
-    ax.set_xlabel("batch size (spectra)")
-    ax.set_ylabel("spectra per second")
-    ax.set_title("Network only: encoder, N_H head, decoded fit, clusters")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    names.append("benchmarks_throughput.png")
-    with atomic_output(image_dir / names[-1], clobber=True) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    title = "Network only: encoder, N_H head, decoded fit, clusters"
+    path = image_dir / "benchmarks_throughput.png"
+    names.append(_save(fig, ax, path, "batch size (spectra)", "spectra per second", title))
 
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     files, shards = results["scaling_files"], results["scaling_shards"]
@@ -65,15 +74,8 @@ def _plots(results: dict, image_dir: Path) -> list[str]:
         "s-",
         label="shards through the network",
     )
-    ax.set_xlabel("spectra")
-    ax.set_ylabel("ms per spectrum")
-    ax.set_title("Scaling: time per spectrum")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    names.append("benchmarks_scaling.png")
-    with atomic_output(image_dir / names[-1], clobber=True) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    path = image_dir / "benchmarks_scaling.png"
+    names.append(_save(fig, ax, path, "spectra", "ms per spectrum", "Scaling: time per spectrum"))
     return names
 
 

@@ -10,10 +10,12 @@ and unabsorbed 0.5-7 keV energy fluxes. It uses Sherpa's object API, so a user's
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from sherpa.astro.data import DataPHA
 from sherpa.astro.instrument import Response1D
 from sherpa.astro.utils import calc_energy_flux
 from sherpa.estmethods import Confidence
@@ -27,7 +29,7 @@ from .grids import FIT_BAND
 from .physics import WAbs
 from .spectrum import Spectrum
 
-__all__ = ["ClassicalFit", "fit_absorbed_powerlaw"]
+__all__ = ["ClassicalFit", "fit_absorbed_powerlaw", "fitting_band"]
 
 DEFAULT_NH_STARTS: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
 """Starting N_H values of the multi-start fit, 10^22 cm^-2."""
@@ -113,7 +115,18 @@ def fit_absorbed_powerlaw(
     -------
     ClassicalFit
     """
-    pha = spectrum.pha
+    with fitting_band(spectrum.pha, band) as pha:
+        return _fit(pha, band, nh_starts, errors)
+
+
+@contextmanager
+def fitting_band(pha: DataPHA, band: tuple[float, float] = FIT_BAND) -> Iterator[DataPHA]:
+    """Ready a data set for a Cash-statistic fit over ``band``, and put it back afterwards.
+
+    Inside the context the background is not subtracted (W-stat models it), only the
+    band (keV) is noticed and Sherpa's informational logging is quiet; on leaving, the
+    filter and the subtraction are as they were.
+    """
     saved_mask = pha.mask.copy() if isinstance(pha.mask, np.ndarray) else pha.mask
     saved_subtracted = pha.subtracted
     try:
@@ -122,7 +135,7 @@ def fit_absorbed_powerlaw(
                 pha.unsubtract()
             pha.notice()
             pha.notice(*band)
-            return _fit(pha, band, nh_starts, errors)
+            yield pha
     finally:
         pha.mask = saved_mask
         if saved_subtracted and not pha.subtracted:
