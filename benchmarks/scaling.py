@@ -53,22 +53,14 @@ def _files_point(folder: Path, n: int, workers: int, device: str) -> dict:
 
 
 def _shards_point(folder: Path, n: int, batch_size: int, device: str) -> dict:
-    import torch
-
     from sherpa_latent.inference import load_encoder
-    from sherpa_latent.responses import ResponseLibrary
     from sherpa_latent.simulate import ShardSet
-    from sherpa_latent.train import library_path
+    from sherpa_latent.train import library_path, load_response_bank
 
     from .speed import network_pass
 
     encoder = load_encoder(device=device)
-    library = ResponseLibrary.load(library_path(folder))
-    bank = {
-        "response": torch.as_tensor(np.array(library.response, dtype=np.float32)),
-        "effective_area": torch.as_tensor(np.array(library.effective_area, dtype=np.float32)),
-    }
-    bank = {k: v.to(encoder.model.device) for k, v in bank.items()}
+    bank = load_response_bank(library_path(folder), encoder.model.device)
     keys = ("counts", "background", "exposure", "response_id")
     done, checksum = 0, 0.0
     start = time.perf_counter()

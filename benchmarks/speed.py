@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from sherpa_latent.catalogue import ResponseCache, encode_files, write_table
 from sherpa_latent.classical import fit_absorbed_powerlaw
@@ -23,25 +22,19 @@ from sherpa_latent.inference import LatentEncoder
 from sherpa_latent.network import encode_batch
 from sherpa_latent.simulate import ShardSet
 from sherpa_latent.spectrum import load_spectrum
-from sherpa_latent.train import library_path
+from sherpa_latent.train import library_path, load_response_bank
 
 from .memory import peak_rss_mib
 
 
 def shard_inputs(shard_dir: str | os.PathLike, n: int) -> tuple[dict, dict]:
-    """The first ``n`` spectra of a shard folder and its response bank (as tensors)."""
-    from sherpa_latent.responses import ResponseLibrary
-
-    library = ResponseLibrary.load(library_path(shard_dir))
-    bank = {
-        "response": torch.as_tensor(np.array(library.response, dtype=np.float32)),
-        "effective_area": torch.as_tensor(np.array(library.effective_area, dtype=np.float32)),
-    }
+    """The first ``n`` spectra of a shard folder and its response bank (CPU tensors)."""
+    bank = load_response_bank(library_path(shard_dir))
     shards = ShardSet(shard_dir)
     keys = ("counts", "background", "exposure", "response_id")
     parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     have = 0
-    for batch in shards.batches(batch_size=min(n, 8192), shuffle=False):
+    for batch in shards.batches(batch_size=min(n, 8192), shuffle=False, keys=keys):
         for k in keys:
             parts[k].append(np.asarray(batch[k]))
         have += len(batch["counts"])

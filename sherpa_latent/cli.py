@@ -369,7 +369,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate
+    from .evaluate import evaluate, markdown_summary
 
     results = evaluate(
         args.network,
@@ -381,8 +381,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         n_splits=args.n_splits,
         workers=args.workers,
     )
-    from .evaluate import markdown_summary
-
     print(markdown_summary(results))
     return 0
 
