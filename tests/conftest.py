@@ -4,6 +4,8 @@ the optional larger set in ../shared/data/chandra, and damaged copies made on th
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +136,13 @@ def write_modified_pha(
             new.header["TLMAX1"] = nrows
         fits.HDUList([fits.PrimaryHDU(), new]).writeto(path)
     return path
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """Run ``sherpa-latent`` (as ``python -m sherpa_latent.cli``) and capture its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "sherpa_latent.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

@@ -5,14 +5,13 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from astropy import units as u
 from astropy.table import Table
+from conftest import run_cli
 
 from sherpa_latent import load_spectrum
 from sherpa_latent.classes import CLASS_NAMES
@@ -70,17 +69,8 @@ def test_changed_network_bytes_are_refused(tmp_path: Path) -> None:
         load_network(weights, device="cpu")
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "sherpa_latent.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_report_json_has_the_latent_object(pha_3c273: Path) -> None:
-    proc = _cli("report", "--json", "--no-fit", str(pha_3c273))
+    proc = run_cli("report", "--json", "--no-fit", str(pha_3c273))
     assert proc.returncode == 0, proc.stderr
     latent = json.loads(proc.stdout)["latent"]
     for key in ("z", "z_err", "nh", "cluster", "cluster_classes", "anomaly"):
@@ -93,7 +83,7 @@ def test_encode_command_writes_a_table_with_error_rows(tmp_path: Path, sherpa_da
     bad = tmp_path / "bad.pi"
     bad.write_bytes(b"SIMPLE  = T" + b" " * 100)
     out = tmp_path / "latents.fits"
-    proc = _cli("encode", *map(str, good), str(bad), "--output", str(out))
+    proc = run_cli("encode", *map(str, good), str(bad), "--output", str(out))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     table = Table.read(out, mask_invalid=False)
     assert len(table) == 3
@@ -104,8 +94,8 @@ def test_encode_command_writes_a_table_with_error_rows(tmp_path: Path, sherpa_da
     assert table["NH"].unit == u.Unit("1e22 cm-2") and 0 < table["NH"][0] < 1
     assert table.meta["NETSHA"] and table.meta["CREATOR"].startswith("sherpa_latent")
     # Refuses to overwrite without clobber, CIAO style clobber=yes works.
-    again = _cli("encode", str(good[0]), f"outfile={out}")
+    again = run_cli("encode", str(good[0]), f"outfile={out}")
     assert again.returncode == 1 and "clobber" in again.stderr
     assert len(Table.read(out, mask_invalid=False)) == 3
-    assert _cli("encode", str(good[0]), f"outfile={out}", "clobber=yes").returncode == 0
+    assert run_cli("encode", str(good[0]), f"outfile={out}", "clobber=yes").returncode == 0
     assert len(Table.read(out, mask_invalid=False)) == 1

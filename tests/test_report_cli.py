@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_modified_pha
+from conftest import run_cli, write_modified_pha
 
 from sherpa_latent import load_spectrum
 from sherpa_latent.classical import fit_absorbed_powerlaw
@@ -51,7 +49,7 @@ def test_rejected_classical_fit_still_reports(tmp_path: Path, pha_3c273: Path) -
     assert fit.stat / fit.dof > 3
     assert "rejected" in fit.note
     assert np.isnan(fit.nh[1]) and np.isnan(fit.gamma[2])
-    done = _run("report", "--json", "--no-latent", str(line))
+    done = run_cli("report", "--json", "--no-latent", str(line))
     assert done.returncode == 0, done.stderr
     row = json.loads(done.stdout)
     assert row["classical"]["nh"][1:] == [None, None]
@@ -80,15 +78,6 @@ def _bad_files(tmp: Path, good: Path) -> dict[str, Path]:
     }
 
 
-def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "sherpa_latent.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_report_json_on_a_batch_with_every_kind_of_bad_file(tmp_path: Path, pha_3c273: Path):
     bad = _bad_files(tmp_path, pha_3c273)
     files = [
@@ -96,7 +85,7 @@ def test_report_json_on_a_batch_with_every_kind_of_bad_file(tmp_path: Path, pha_
         str(pha_3c273),
         *(str(p) for k, p in bad.items() if k != "missing"),
     ]
-    proc = _run("report", "--json", *files)
+    proc = run_cli("report", "--json", *files)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
@@ -135,7 +124,7 @@ def test_report_json_on_a_batch_with_every_kind_of_bad_file(tmp_path: Path, pha_
 def test_report_text_ciao_style_arguments_and_stacks(tmp_path: Path, pha_3c273: Path):
     stack = tmp_path / "spectra.lis"
     stack.write_text(f"# two spectra\n{pha_3c273}\n\n{pha_3c273.parent / 'no_such.pi'}\n")
-    proc = _run("report", f"@{stack}", "no_fit=yes")
+    proc = run_cli("report", f"@{stack}", "no_fit=yes")
     assert proc.returncode == 1
     assert "3C 273" in proc.stdout and "HR_hm" in proc.stdout
     assert "classical" not in proc.stdout
@@ -145,7 +134,7 @@ def test_report_text_ciao_style_arguments_and_stacks(tmp_path: Path, pha_3c273: 
 
 
 def test_report_all_good_exits_zero(pha_3c273: Path) -> None:
-    proc = _run("report", "--no-fit", "--json", str(pha_3c273))
+    proc = run_cli("report", "--no-fit", "--json", str(pha_3c273))
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["net_counts"] > 500
 
