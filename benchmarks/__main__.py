@@ -57,14 +57,15 @@ def _log(message: str) -> None:
 
 
 def prepare_shards(folder: Path, n: int) -> Path:
-    """Simulated spectra through package and synthetic responses (made once, then reused)."""
-    from sherpa_latent.responses import build_library
-    from sherpa_latent.simulate import simulate_shards
+    """Simulated spectra through the sherpa package's and synthetic responses (made once)."""
+    from sherpa_latent.training.recipe import build_library
+    from sherpa_latent.training.simulate import simulate_shards
 
     library_file = folder.parent / "benchmark_library.npz"
     if not library_file.exists():
         folder.parent.mkdir(parents=True, exist_ok=True)
-        build_library(None, n_synthetic=16, seed=5).save(library_file)
+        folders = ["sherpa:astro/datastack/tests/data"]
+        build_library(folders, n_synthetic=16, seed=5).save(library_file)
     simulate_shards(folder, n, library_file, shard_size=min(50_000, n), seed=99, progress=True)
     return folder
 

@@ -54,13 +54,13 @@ def _files_point(folder: Path, n: int, workers: int, device: str) -> dict:
 
 def _shards_point(folder: Path, n: int, batch_size: int, device: str) -> dict:
     from sherpa_latent.inference import load_encoder
-    from sherpa_latent.simulate import ShardSet
-    from sherpa_latent.train import library_path, load_response_bank
+    from sherpa_latent.training.shards import ShardSet, library_path
+    from sherpa_latent.training.train import response_bank
 
     from .speed import network_pass
 
     encoder = load_encoder(device=device)
-    bank = load_response_bank(library_path(folder), encoder.model.device)
+    bank = response_bank(library_path(folder), encoder.model.device)
     keys = ("counts", "background", "exposure", "response_id")
     done, checksum = 0, 0.0
     start = time.perf_counter()

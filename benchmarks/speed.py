@@ -20,16 +20,16 @@ from sherpa_latent.catalogue import ResponseCache, encode_files, write_table
 from sherpa_latent.classical import fit_absorbed_powerlaw
 from sherpa_latent.inference import LatentEncoder
 from sherpa_latent.network import encode_batch
-from sherpa_latent.simulate import ShardSet
 from sherpa_latent.spectrum import load_spectrum
-from sherpa_latent.train import library_path, load_response_bank
+from sherpa_latent.training.shards import ShardSet, library_path
+from sherpa_latent.training.train import response_bank
 
 from .memory import peak_rss_mib
 
 
 def shard_inputs(shard_dir: str | os.PathLike, n: int) -> tuple[dict, dict]:
     """The first ``n`` spectra of a shard folder and its response bank (CPU tensors)."""
-    bank = load_response_bank(library_path(shard_dir))
+    bank = response_bank(library_path(shard_dir))
     shards = ShardSet(shard_dir)
     keys = ("counts", "background", "exposure", "response_id")
     parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}

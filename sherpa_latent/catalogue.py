@@ -434,7 +434,7 @@ def provenance(encoder: LatentEncoder | None) -> dict:
     if encoder is None:
         return meta
     config = encoder.model.config
-    ingrid, modgrid = config.input_energy_grid, config.model_energy_grid
+    ingrid, modgrid = config.input_grid, config.model_grid
     return meta | {
         "NETWORK": encoder.name,
         "NETSHA": encoder.sha256,
@@ -586,7 +586,7 @@ def encode_files(
     """
     paths = [os.fspath(p) for p in paths]
     batch_size = max(1, int(batch_size))
-    grids = (encoder.model.config.input_energy_grid, encoder.model.config.model_energy_grid)
+    grids = (encoder.model.config.input_grid, encoder.model.config.model_grid)
     recorder = None
     done: dict[str, dict[str, Any]] = {}
     if progress_file is not None:
@@ -641,8 +641,8 @@ def _identity(encoder: LatentEncoder, batch_size: int) -> dict[str, Any]:
         "network": encoder.name,
         "netsha": encoder.sha256,
         "clusters": _cluster_fingerprint(encoder.clusters),
-        "ingrid": config.input_energy_grid.to_dict(),
-        "modgrid": config.model_energy_grid.to_dict(),
+        "ingrid": config.input_grid.to_dict(),
+        "modgrid": config.model_grid.to_dict(),
         "batch_size": int(batch_size),
     }
 

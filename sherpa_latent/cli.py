@@ -369,7 +369,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate, markdown_summary
+    from .training.evaluate import evaluate, markdown_summary
 
     results = evaluate(
         args.network,
@@ -386,7 +386,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .recipe import run_recipe
+    from .training.recipe import run_recipe
 
     command = "sherpa-latent train " + args.recipe + (" --clobber" if args.clobber else "")
     network, clusters = run_recipe(args.recipe, command_line=command, clobber=args.clobber)

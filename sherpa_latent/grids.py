@@ -47,7 +47,7 @@ class EnergyGrid:
     nbins: int
 
     def __post_init__(self) -> None:
-        if not (0 < self.emin < self.emax):
+        if not (0 < self.emin < self.emax < np.inf):
             raise ValueError(f"energy grid needs 0 < emin < emax, got {self.emin}, {self.emax}")
         if int(self.nbins) != self.nbins or self.nbins < 1:
             raise ValueError(f"energy grid needs a positive whole number of bins, got {self.nbins}")
@@ -80,6 +80,38 @@ class EnergyGrid:
     def to_dict(self) -> dict:
         """The grid as plain numbers, for metadata and FITS keywords."""
         return {"emin": float(self.emin), "emax": float(self.emax), "nbins": int(self.nbins)}
+
+    @classmethod
+    def from_dict(cls, values: dict | EnergyGrid) -> EnergyGrid:
+        """A grid from ``{"emin", "emax", "nbins"}`` as written by :meth:`to_dict`.
+
+        Raises
+        ------
+        ValueError
+            A key is missing or a value makes no grid.
+        """
+        if isinstance(values, EnergyGrid):
+            return values
+        try:
+            nbins = values["nbins"]
+            if float(nbins) != int(nbins):
+                raise ValueError(f"nbins {nbins!r} is not a whole number")
+            return cls(float(values["emin"]), float(values["emax"]), int(nbins))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not an energy grid: {values!r} ({exc})") from None
+
+    def band_weights(self, band: tuple[float, float]) -> np.ndarray:
+        """Fraction of each bin inside ``band`` (keV), the flux taken uniform in a bin."""
+        overlap = np.clip(np.minimum(self.hi, band[1]) - np.maximum(self.lo, band[0]), 0.0, None)
+        return overlap / self.width
+
+    def band_mask(self, band: tuple[float, float]) -> np.ndarray:
+        """Bins whose centre lies in ``band`` (keV): ``lo <= mid < hi``."""
+        return (self.mid >= band[0]) & (self.mid < band[1])
+
+    def band_sum(self, values: np.ndarray, band: tuple[float, float]) -> np.ndarray:
+        """``values`` (last axis on this grid, e.g. counts) summed over :meth:`band_mask` bins."""
+        return np.asarray(values)[..., self.band_mask(band)].sum(-1)
 
 
 MODEL_GRID = EnergyGrid(0.2, 10.0, 1024)

@@ -140,8 +140,8 @@ class LatentEncoder:
 
         if not items:
             return []
-        input_grid = self.model.config.input_energy_grid
-        model_grid = self.model.config.model_energy_grid
+        input_grid = self.model.config.input_grid
+        model_grid = self.model.config.model_grid
         reps, labels = [], []
         for k, item in enumerate(items):
             if isinstance(item, Spectrum):
@@ -199,11 +199,7 @@ def _hardness_of(counts: np.ndarray, grid) -> dict[str, float]:
     """Plug-in CSC hardness ratios of expected counts on an input grid."""
     from .grids import CSC_BANDS
 
-    mid = grid.mid
-    band = {
-        name: float(counts[(mid >= lo) & (mid < hi)].sum())
-        for name, (lo, hi) in CSC_BANDS.items()
-    }
+    band = {name: float(counts[grid.band_mask(limits)].sum()) for name, limits in CSC_BANDS.items()}
     s, m, h = band["soft"], band["medium"], band["hard"]
 
     def ratio(a: float, b: float) -> float:
@@ -229,8 +225,8 @@ def load_encoder(
     device : str
         "auto" (CUDA when present), "cpu" or "cuda".
     """
+    from .clusters import ClusterModel
     from .network import load_network
-    from .train import ClusterModel
 
     path = None if network in (None, "default") else Path(network)
     model = load_network(path, device=device)

@@ -187,7 +187,7 @@ class _Decoder:
         cfg = model.config
         self.path, self.sha256 = _network_id(encoder)
         self.latent_dim = int(cfg.latent_dim)
-        self.grid = cfg.model_energy_grid
+        self.grid = cfg.model_grid
         self.edges = np.asarray(self.grid.edges, dtype=float)
         self.log_edges = np.log(self.edges)
         self.norm_band = tuple(float(v) for v in cfg.norm_band)

@@ -44,13 +44,11 @@ beside it. :func:`load_network` checks the checksum and raises
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -63,8 +61,8 @@ from torch import Tensor, nn
 
 from .classes import CLASS_NAMES
 from .errors import NetworkFileError
-from .fileio import atomic_output, sha256_file
 from .grids import FIT_BAND, INPUT_GRID, MODEL_GRID, EnergyGrid
+from .weightsfile import DATA_DIR, read_json_sidecar, sidecar_path, write_safetensors_pair
 
 __all__ = [
     "NETWORK_FORMAT",
@@ -81,10 +79,6 @@ __all__ = [
     "save_network",
     "load_network",
     "default_network_path",
-    "sidecar_path",
-    "sha256_file",
-    "write_safetensors_pair",
-    "read_json_sidecar",
 ]
 
 NETWORK_FORMAT = "sherpa_latent-network-1"
@@ -123,8 +117,9 @@ class NetworkConfig:
     patch_size : int
         Adjacent input bins per energy token (must divide the input grid's bin count);
         2 halves the sequence, and so the cost, with no information lost.
-    input_grid, model_grid : dict
-        The grids (``EnergyGrid.to_dict()``) of the encoder input and decoder output.
+    input_grid, model_grid : EnergyGrid
+        The grids of the encoder input and decoder output (dicts as written by
+        ``EnergyGrid.to_dict()`` are accepted).
     norm_band : tuple of float
         Band of the normalisation, keV (photon flux in this band is ``10**log_norm``).
     log_norm_prior : tuple of float
@@ -147,8 +142,8 @@ class NetworkConfig:
     decoder_widths: tuple[int, ...] = (128, 256)
     n_energy_features: int = 8
     patch_size: int = 2
-    input_grid: dict = field(default_factory=INPUT_GRID.to_dict)
-    model_grid: dict = field(default_factory=MODEL_GRID.to_dict)
+    input_grid: EnergyGrid = INPUT_GRID
+    model_grid: EnergyGrid = MODEL_GRID
     norm_band: tuple[float, float] = FIT_BAND
     log_norm_prior: tuple[float, float] = (-4.0, 2.5)
     n_classes: int = len(CLASS_NAMES)
@@ -160,35 +155,27 @@ class NetworkConfig:
         self.norm_band = (float(self.norm_band[0]), float(self.norm_band[1]))
         self.log_norm_prior = (float(self.log_norm_prior[0]), float(self.log_norm_prior[1]))
         self.class_names = tuple(str(c) for c in self.class_names)
-        self.input_grid = dict(self.input_grid)
-        self.model_grid = dict(self.model_grid)
+        self.input_grid = EnergyGrid.from_dict(self.input_grid)
+        self.model_grid = EnergyGrid.from_dict(self.model_grid)
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not a multiple of n_heads {self.n_heads}")
-        if self.input_grid["nbins"] % self.patch_size:
+        if self.input_grid.nbins % self.patch_size:
             raise ValueError(
-                f"patch_size {self.patch_size} does not divide {self.input_grid['nbins']} bins"
+                f"patch_size {self.patch_size} does not divide {self.input_grid.nbins} bins"
             )
         if len(self.class_names) != self.n_classes:
             raise ValueError(
                 f"{len(self.class_names)} class names given for n_classes={self.n_classes}"
             )
 
-    @property
-    def input_energy_grid(self) -> EnergyGrid:
-        """The input grid as an :class:`EnergyGrid`."""
-        return EnergyGrid(**self.input_grid)
-
-    @property
-    def model_energy_grid(self) -> EnergyGrid:
-        """The model grid as an :class:`EnergyGrid`."""
-        return EnergyGrid(**self.model_grid)
-
     def to_dict(self) -> dict:
         """Plain JSON-able dictionary."""
-        out = asdict(self)
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
         for key, value in out.items():
             if isinstance(value, tuple):
                 out[key] = list(value)
+            elif isinstance(value, EnergyGrid):
+                out[key] = value.to_dict()
         return out
 
     @classmethod
@@ -199,13 +186,6 @@ class NetworkConfig:
         if unknown:
             raise ValueError(f"unknown network config keys: {', '.join(sorted(unknown))}")
         return cls(**dict(data))
-
-
-def _band_weights(grid: EnergyGrid, band: tuple[float, float]) -> np.ndarray:
-    """Fraction of each bin of ``grid`` inside ``band`` (flux taken uniform in a bin)."""
-    lo, hi = grid.lo, grid.hi
-    overlap = np.clip(np.minimum(hi, band[1]) - np.maximum(lo, band[0]), 0.0, None)
-    return overlap / (hi - lo)
 
 
 # --------------------------------------------------------------------------------------
@@ -244,7 +224,7 @@ class LatentAutoencoder(nn.Module):
     def __init__(self, config: NetworkConfig | None = None) -> None:
         super().__init__()
         self.config = config = config or NetworkConfig()
-        in_grid, model_grid = config.input_energy_grid, config.model_energy_grid
+        in_grid, model_grid = config.input_grid, config.model_grid
         self.n_in, self.n_model = in_grid.nbins, model_grid.nbins
         d = config.d_model
 
@@ -260,11 +240,11 @@ class LatentAutoencoder(nn.Module):
         self.register_buffer("energy_features", torch.tensor(energy_feats, dtype=torch.float32))
         self.register_buffer(
             "input_band_weights",
-            torch.tensor(_band_weights(in_grid, config.norm_band), dtype=torch.float32),
+            torch.tensor(in_grid.band_weights(config.norm_band), dtype=torch.float32),
         )
         self.register_buffer(
             "band_weights",
-            torch.tensor(_band_weights(model_grid, config.norm_band), dtype=torch.float32),
+            torch.tensor(model_grid.band_weights(config.norm_band), dtype=torch.float32),
         )
 
         self.token_embed = nn.Linear(
@@ -872,14 +852,9 @@ def encode_batch(
         result["z_std"] = result["z_std"] * np.asarray(widths["scales"], dtype=np.float32)
     calibration = getattr(model, "metadata", {}).get("nh_calibration")
     if calibration:
-        band = _band_counts(np.asarray(batch["counts"]), model.config.input_energy_grid)
+        band = model.config.input_grid.band_sum(batch["counts"], FIT_BAND)
         result["log_nh_sigma"] = result["log_nh_sigma"] * nh_sigma_scale(band, calibration)
     return result
-
-
-def _band_counts(counts: np.ndarray, grid: EnergyGrid, band=(0.5, 7.0)) -> np.ndarray:
-    sel = (grid.mid >= band[0]) & (grid.mid < band[1])
-    return counts[..., sel].sum(-1)
 
 
 def nh_sigma_scale(band_counts: np.ndarray, calibration: Mapping[str, Any]) -> np.ndarray:
@@ -903,120 +878,6 @@ def nh_sigma_scale(band_counts: np.ndarray, calibration: Mapping[str, Any]) -> n
 # --------------------------------------------------------------------------------------
 # files
 # --------------------------------------------------------------------------------------
-def sidecar_path(weights_path: str | os.PathLike) -> Path:
-    """The JSON metadata file beside a weights file (same stem, ``.json``)."""
-    return Path(weights_path).with_suffix(".json")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (making the folder if needed)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(path) as tmp:
-        tmp.write_bytes(data)
-
-
-def write_safetensors_pair(
-    path: str | os.PathLike, data: bytes, metadata: Mapping[str, Any], clobber: bool = False
-) -> Path:
-    """Write serialised safetensors bytes and a JSON sidecar holding their SHA-256.
-
-    Parameters
-    ----------
-    path : path-like
-        The weights file (``.safetensors``); the JSON goes beside it.
-    data : bytes
-        Serialised safetensors content.
-    metadata : mapping
-        JSON-able metadata; ``weights_file`` and ``sha256`` are added.
-    clobber : bool
-        Overwrite existing files (otherwise ``FileExistsError``).
-
-    Returns
-    -------
-    Path
-        The weights file.
-    """
-    path = Path(path)
-    side = sidecar_path(path)
-    if not clobber:
-        for p in (path, side):
-            if p.exists():
-                raise FileExistsError(f"{p}: file exists; use clobber=True to overwrite")
-    meta = dict(metadata)
-    meta["weights_file"] = path.name
-    meta["sha256"] = hashlib.sha256(data).hexdigest()
-    text = json.dumps(_jsonable(meta), indent=2, sort_keys=False) + "\n"
-    _atomic_write(path, data)
-    _atomic_write(side, text.encode("utf-8"))
-    return path
-
-
-def read_json_sidecar(path: str | os.PathLike, expected_format: str) -> tuple[Path, dict[str, Any]]:
-    """Find and check a weights file and its JSON sidecar.
-
-    Parameters
-    ----------
-    path : path-like
-        The weights file or its ``.json`` sidecar.
-    expected_format : str
-        Required value of the metadata's ``format``.
-
-    Returns
-    -------
-    weights : Path
-        The weights file, whose SHA-256 matches the recorded one.
-    metadata : dict
-
-    Raises
-    ------
-    NetworkFileError
-        Missing file, malformed JSON, wrong format, or checksum mismatch.
-    """
-    path = Path(path)
-    side = path if path.suffix == ".json" else sidecar_path(path)
-    if not side.is_file():
-        raise NetworkFileError(str(side), "metadata file not found")
-    try:
-        meta = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise NetworkFileError(str(side), f"metadata is not valid JSON ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != expected_format:
-        found = meta.get("format") if isinstance(meta, dict) else None
-        raise NetworkFileError(str(side), f"not a {expected_format} file (format {found!r})")
-    if path.suffix == ".json":
-        weights = side.parent / str(meta.get("weights_file", path.with_suffix(".safetensors").name))
-    else:
-        weights = path
-    if not weights.is_file():
-        raise NetworkFileError(str(weights), "weights file not found")
-    expected = str(meta.get("sha256", ""))
-    actual = sha256_file(weights)
-    if actual != expected:
-        raise NetworkFileError(
-            str(weights),
-            f"SHA-256 {actual[:16]}... does not match the recorded {expected[:16]}... "
-            "(file corrupt or modified)",
-        )
-    return weights, meta
-
-
-def _jsonable(obj: Any) -> Any:
-    """Turn tuples, numpy scalars and arrays, and paths into JSON-able values."""
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def save_network(
     model: LatentAutoencoder,
     path: str | os.PathLike,
@@ -1058,8 +919,8 @@ def save_network(
         "format": NETWORK_FORMAT,
         "version": cfg.version,
         "config": cfg.to_dict(),
-        "input_grid": cfg.input_grid,
-        "model_grid": cfg.model_grid,
+        "input_grid": cfg.input_grid.to_dict(),
+        "model_grid": cfg.model_grid.to_dict(),
         "class_names": list(cfg.class_names),
         "norm_band_keV": list(cfg.norm_band),
         "torch_version": torch.__version__,
@@ -1087,7 +948,7 @@ def _is_derived_buffer(key: str) -> bool:
 
 def default_network_path() -> Path:
     """The network shipped with the package (``sherpa_latent/data/network.safetensors``)."""
-    return Path(__file__).resolve().parent / "data" / "network.safetensors"
+    return DATA_DIR / "network.safetensors"
 
 
 def load_network(

@@ -21,9 +21,9 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from .classical import ClassicalFit
+    from .clusters import ClusterModel
     from .inference import LatentEncoder, LatentResult
     from .spectrum import Spectrum
-    from .train import ClusterModel
 
 __all__ = ["plot_latent_fit", "plot_latent_space", "cash_statistic", "poisson_errors"]
 
@@ -140,7 +140,7 @@ def plot_latent_fit(
     from mpl_toolkits.axes_grid1 import make_axes_locatable
 
     cfg = encoder.model.config
-    rep = spectrum.representation(cfg.input_energy_grid, cfg.model_energy_grid)
+    rep = spectrum.representation(cfg.input_grid, cfg.model_grid)
     grid = rep.input_grid
     width = grid.width
     flux = encoder.decode(np.asarray(result.z), float(result.log_norm))
@@ -153,7 +153,7 @@ def plot_latent_fit(
     resid_ax = make_axes_locatable(ax).append_axes("bottom", size="35%", pad=0.08, sharex=ax)
 
     shown = rep.effective_area > 0
-    in_band = shown & (grid.mid >= band[0]) & (grid.mid < band[1])
+    in_band = shown & grid.band_mask(band)
     counts = rep.counts
     err_lo, err_hi = poisson_errors(counts)
     x, xerr = grid.mid[shown], np.vstack([grid.mid - grid.lo, grid.hi - grid.mid])[:, shown]

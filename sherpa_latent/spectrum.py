@@ -24,7 +24,7 @@ from sherpa.utils.logging import SherpaVerbosity
 
 from .errors import SpectrumError, SpectrumFileError
 from .grids import FIT_BAND, INPUT_GRID, MODEL_GRID, EnergyGrid, channel_bin_index
-from .responses import overlap_matrix, project_response
+from .projection import overlap_matrix, project_response
 
 __all__ = [
     "Spectrum",

@@ -30,8 +30,8 @@ def make_small_network(folder: Path, seed: int = 0) -> Path:
     """
     import torch
 
+    from sherpa_latent.clusters import fit_clusters
     from sherpa_latent.network import LatentAutoencoder, NetworkConfig, save_network
-    from sherpa_latent.train import fit_clusters
 
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from sherpa_latent.cli import main as cli_main
-from sherpa_latent.evaluate import evaluate
 from sherpa_latent.network import load_network
-from sherpa_latent.recipe import Recipe
+from sherpa_latent.training.evaluate import evaluate
+from sherpa_latent.training.recipe import Recipe
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -20,6 +20,7 @@ work_dir = "work"
 install = false
 
 [library]
+folders = ["sherpa:astro/datastack/tests/data"]
 n_synthetic = 4
 seed = 3
 held_out_real = ["acisf04938"]

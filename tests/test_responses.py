@@ -12,15 +12,14 @@ from sherpa.utils.err import IOErr
 
 from sherpa_latent import load_spectrum
 from sherpa_latent.grids import INPUT_GRID, MODEL_GRID
-from sherpa_latent.responses import (
+from sherpa_latent.training.real_responses import real_responses, resolve_folder
+from sherpa_latent.training.recipe import build_library
+from sherpa_latent.training.response_library import ResponseLibrary
+from sherpa_latent.training.synthetic_responses import (
     SYNTHETIC_CHANNEL_WIDTH,
     SYNTHETIC_ENERGY_EDGES,
     SYNTHETIC_N_CHANNELS,
-    ResponseLibrary,
-    build_library,
     draw_synthetic_chip,
-    real_responses,
-    sherpa_test_data_dir,
     synthetic_arf,
     synthetic_responses,
     synthetic_rmf,
@@ -34,7 +33,7 @@ def synth() -> ResponseLibrary:
 
 @pytest.fixture(scope="module")
 def sherpa_library() -> ResponseLibrary:
-    return real_responses([sherpa_test_data_dir()], include_default=False)
+    return real_responses(["sherpa:astro/datastack/tests/data"])
 
 
 def _chip(kind: str, **changes):
@@ -54,7 +53,7 @@ def test_round_trip(tmp_path: Path, synth: ResponseLibrary) -> None:
     assert len(back) == len(synth) == 12
     assert back.names == synth.names and back.kinds == synth.kinds
     assert back.details == synth.details
-    assert back.input_grid == INPUT_GRID.to_dict() and back.model_grid == MODEL_GRID.to_dict()
+    assert back.input_grid == INPUT_GRID and back.model_grid == MODEL_GRID
     np.testing.assert_array_equal(back.response, synth.response)
     np.testing.assert_array_equal(back.effective_area, synth.effective_area)
     np.testing.assert_array_equal(back.epochs, synth.epochs)
@@ -184,9 +183,11 @@ def test_real_responses_from_sherpa(sherpa_library: ResponseLibrary, sherpa_data
         np.testing.assert_allclose(lib.effective_area[i], rep.effective_area, rtol=1e-6)
 
 
-def test_sherpa_test_data_dir() -> None:
-    path = sherpa_test_data_dir()
-    assert path is not None and (path / "3c273.pi").is_file()
+def test_resolve_folder(tmp_path: Path) -> None:
+    path = resolve_folder("sherpa:astro/datastack/tests/data")
+    assert (path / "3c273.pi").is_file()
+    assert resolve_folder("spectra", base=tmp_path) == tmp_path / "spectra"
+    assert resolve_folder(tmp_path) == tmp_path
 
 
 def test_real_responses_skip_bad_files(
@@ -199,15 +200,15 @@ def test_real_responses_skip_bad_files(
     write_modified_pha(tmp_path / "norsp.pi", pha_3c273, header={"RESPFILE": "missing.rmf"})
     # Sorted first, fails to load (no counts); its response pair is then taken from good.pi.
     write_modified_pha(tmp_path / "empty.pi", pha_3c273, counts=np.zeros(1024, dtype=np.int32))
-    with caplog.at_level(logging.WARNING, logger="sherpa_latent.responses"):
-        lib = real_responses([tmp_path], include_default=False)
+    with caplog.at_level(logging.WARNING, logger="sherpa_latent.training.real_responses"):
+        lib = real_responses([tmp_path])
     assert lib.names == ("good.pi",)
     text = caplog.text
     assert "norsp.pi" in text and "empty.pi" in text and "garbage.pi" not in text
 
 
 def test_real_responses_shared(shared_chandra: Path) -> None:
-    lib = real_responses([shared_chandra], include_default=False)
+    lib = real_responses([shared_chandra])
     assert {"obs1.pi", "obs2.pi", "q1127_src1.pi", "12845.pi", "source_bin10.pi"} <= set(
         lib.names
     )
@@ -216,8 +217,8 @@ def test_real_responses_shared(shared_chandra: Path) -> None:
 
 
 def test_build_library(sherpa_data: Path) -> None:
-    lib = build_library([sherpa_data], n_synthetic=4, seed=3, include_default=False)
+    lib = build_library([sherpa_data], n_synthetic=4, seed=3)
     assert lib.kinds == ("real",) * 3 + ("synthetic",) * 4
-    again = build_library([sherpa_data], n_synthetic=4, seed=3, include_default=False)
+    again = build_library([sherpa_data], n_synthetic=4, seed=3)
     assert again.fingerprint() == lib.fingerprint()
     np.testing.assert_array_equal(lib.indices("real"), [0, 1, 2])

@@ -11,33 +11,29 @@ import pytest
 from sherpa_latent import load_spectrum
 from sherpa_latent.classes import CLASS_NAMES
 from sherpa_latent.grids import FIT_BAND, INPUT_GRID, MODEL_GRID
-from sherpa_latent.responses import ResponseLibrary, real_responses, synthetic_responses
-from sherpa_latent.simulate import (
+from sherpa_latent.training.real_responses import real_responses
+from sherpa_latent.training.response_library import ResponseLibrary
+from sherpa_latent.training.shards import SHARD_KEYS, ShardError, ShardSet, iter_shards, read_shard
+from sherpa_latent.training.simulate import (
     PARAMETER_KEYS,
     PRIORS,
-    SHARD_KEYS,
-    ShardError,
-    ShardSet,
     draw_parameters,
     fold,
     fold_library,
-    input_band_mask,
     intrinsic_flux,
-    iter_shards,
-    model_band_weights,
     normalise_to_counts,
-    read_shard,
     simulate_batch,
     simulate_shards,
     simulate_source,
 )
+from sherpa_latent.training.synthetic_responses import synthetic_responses
 
-BAND = input_band_mask(INPUT_GRID, FIT_BAND)
+BAND = INPUT_GRID.band_mask(FIT_BAND)
 
 
 @pytest.fixture(scope="module")
 def library(sherpa_data: Path) -> ResponseLibrary:
-    real = real_responses([sherpa_data], include_default=False)
+    real = real_responses([sherpa_data])
     return ResponseLibrary.concatenate([real, synthetic_responses(5, rng=11)])
 
 
@@ -91,7 +87,7 @@ def test_net_counts_match_target(batch: dict, library: ResponseLibrary) -> None:
     bright = batch["net_counts"] > 3000
     assert np.median(net[bright] / batch["net_counts"][bright]) == pytest.approx(1.0, abs=0.02)
     # log_flux is the 0.5-7 keV photon flux of the stored spectrum.
-    weights = model_band_weights(MODEL_GRID, FIT_BAND)
+    weights = MODEL_GRID.band_weights(FIT_BAND)
     np.testing.assert_allclose(
         batch["log_flux"], np.log10(batch["flux"].astype(float) @ weights), atol=1e-5
     )
@@ -159,8 +155,8 @@ def test_spectral_shapes_are_physical() -> None:
     def hardness(cid: int) -> np.ndarray:
         params = draw_parameters(400, cid, np.random.default_rng(cid))
         flux = intrinsic_flux(params)
-        soft = flux @ model_band_weights(MODEL_GRID, (0.5, 2.0))
-        hard = flux @ model_band_weights(MODEL_GRID, (2.0, 7.0))
+        soft = flux @ MODEL_GRID.band_weights((0.5, 2.0))
+        hard = flux @ MODEL_GRID.band_weights((2.0, 7.0))
         return np.median(hard / soft)
 
     # Obscured AGN and HMXB are hard; coronal stars and neutron stars are soft.
@@ -171,7 +167,7 @@ def test_spectral_shapes_are_physical() -> None:
     params = draw_parameters(50, 0, np.random.default_rng(0))
     params["line_ew"][:] = 0.0
     unabsorbed = intrinsic_flux(params, absorbed=False)
-    np.testing.assert_allclose(unabsorbed @ model_band_weights(MODEL_GRID, FIT_BAND), 1.0)
+    np.testing.assert_allclose(unabsorbed @ MODEL_GRID.band_weights(FIT_BAND), 1.0)
 
 
 def test_fold_matches_spectrum_representation(

@@ -1,4 +1,4 @@
-"""Tests of sherpa_latent.train: data adapter, schedules, loop, checkpoints, clusters."""
+"""Tests of training (sherpa_latent.training.train) and of the cluster model (clusters)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 from sklearn.mixture import GaussianMixture
+from toydata import write_toy_dataset
 
+from sherpa_latent.clusters import ClusterModel, fit_clusters
 from sherpa_latent.errors import NetworkFileError
 from sherpa_latent.grids import MODEL_GRID
 from sherpa_latent.network import (
@@ -20,18 +22,13 @@ from sherpa_latent.network import (
     load_network,
     sidecar_path,
 )
-from sherpa_latent.train import (
-    ClusterModel,
+from sherpa_latent.training.shards import find_shards, shard_batches
+from sherpa_latent.training.train import (
     TrainConfig,
-    batches_from_shards,
     beta_at,
-    find_shards,
-    fit_clusters,
     learning_rate_at,
-    load_response_bank,
-    main,
+    response_bank,
     train,
-    write_toy_dataset,
 )
 
 TINY_NET = dict(d_model=32, n_layers=1, n_heads=2, ff_dim=64, decoder_widths=(64,))
@@ -83,7 +80,7 @@ def test_toy_dataset_format(toy_dir):
         ):
             assert key in npz.files
         assert npz["counts"].shape[1] == 48
-    bank = load_response_bank(toy_dir / "responses.npz")
+    bank = response_bank(toy_dir / "responses.npz")
     assert bank["response"].shape == (4, 48, MODEL_GRID.nbins) and bank["effective_area"].shape == (
         4,
         48,
@@ -94,7 +91,7 @@ def test_batches_order_split_and_skip(toy_dir):
     shards = find_shards(toy_dir)
 
     def ids(**kw):
-        return [b["log_nh"].copy() for b in batches_from_shards(shards, 64, **kw)]
+        return [b["log_nh"].copy() for b in shard_batches(shards, 64, **kw)]
 
     a = ids(split="train", val_fraction=0.1, seed=1, epoch=0)
     assert all(
@@ -149,12 +146,12 @@ def test_toml_recipe(tmp_path):
 def test_loss_falls_on_toy_data(toy_dir):
     torch.manual_seed(0)
     model = LatentAutoencoder(NetworkConfig(**TINY_NET))
-    bank = load_response_bank(toy_dir / "responses.npz")
+    bank = response_bank(toy_dir / "responses.npz")
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     shards = find_shards(toy_dir)
     losses = []
     for epoch in range(10):
-        for batch in batches_from_shards(shards, 64, seed=0, epoch=epoch, drop_last=True):
+        for batch in shard_batches(shards, 64, seed=0, epoch=epoch, drop_last=True):
             tb = batch_to_tensors(batch, torch.device("cpu"), bank)
             loss, comps = autoencoder_loss(model(tb, sample=True), tb, beta=0.1)
             opt.zero_grad()
@@ -239,20 +236,6 @@ def test_clobber_trains_a_finished_run_again(toy_dir, tmp_path):
     assert meta["training"]["recipe"]["beta_max"] == 0.5
 
 
-def test_main_command(toy_dir, tmp_path, capsys):
-    recipe = tmp_path / "recipe.toml"
-    recipe.write_text(
-        f'data_dir = "{toy_dir}"\noutput_dir = "out"\nepochs = 1\nbatch_size = 128\n'
-        'n_clusters = 2\nnum_threads = 1\ndevice = "cpu"\n'
-        "[network]\nd_model = 32\nn_layers = 1\nn_heads = 2\nff_dim = 64\n"
-        "decoder_widths = [64]\n"
-    )
-    assert main([str(recipe), "--no-progress", "--max-steps", "2"]) == 0
-    assert (tmp_path / "out" / "network.safetensors").is_file()
-    assert main([str(recipe), "--no-progress"]) == 1
-    assert "clobber" in capsys.readouterr().err
-
-
 # --- clusters ----------------------------------------------------------------------------
 def _blobs(seed: int = 0):
     rng = np.random.default_rng(seed)
@@ -260,6 +243,17 @@ def _blobs(seed: int = 0):
     cls = rng.integers(0, 3, 900)
     z = centres[cls] + rng.normal(0, 1, (900, 8))
     return z, cls
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_cluster_model_predicts_as_scikit_learn(covariance_type):
+    """The numpy-only prediction gives scikit-learn's answers for every covariance type."""
+    z, _ = _blobs()
+    gm = GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(z)
+    model = ClusterModel.from_mixture(gm)
+    probe = np.random.default_rng(1).normal(0, 4, (200, 8))
+    np.testing.assert_array_equal(model.predict(probe), gm.predict(probe))
+    np.testing.assert_allclose(model.predict_proba(probe), gm.predict_proba(probe), atol=1e-10)
 
 
 def test_cluster_model_rebuilt_from_arrays_predicts_the_same(tmp_path):

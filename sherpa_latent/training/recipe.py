@@ -2,7 +2,8 @@
 
 A recipe is a TOML file with three tables::
 
-    [library]    n_synthetic, seed, held_out_real (name fragments), held_out_synthetic
+    [library]    folders (of real spectra), n_synthetic, seed, held_out_real (name
+                 fragments), held_out_synthetic
     [simulate]   train, val, test (numbers of spectra), shard_size, seed, real_fraction
     [train]      TrainConfig keys, with a [train.network] table
 
@@ -24,9 +25,49 @@ from typing import Any
 
 import numpy as np
 
-from .fileio import atomic_output, write_json
+from ..fileio import atomic_output, write_json
+from ..grids import FIT_BAND, INPUT_GRID, MODEL_GRID, EnergyGrid
+from .real_responses import real_responses, resolve_folder
+from .response_library import ResponseLibrary
+from .simulate import simulate_shards
+from .synthetic_responses import synthetic_responses
 
-__all__ = ["Recipe", "prepare_data", "run_recipe"]
+__all__ = ["Recipe", "build_library", "prepare_data", "run_recipe"]
+
+
+def build_library(
+    folders: list[str | os.PathLike],
+    n_synthetic: int = 512,
+    seed: int = 0,
+    *,
+    base: str | os.PathLike = ".",
+    input_grid: EnergyGrid = INPUT_GRID,
+    model_grid: EnergyGrid = MODEL_GRID,
+) -> ResponseLibrary:
+    """The real responses found in ``folders`` followed by ``n_synthetic`` synthetic ones.
+
+    Parameters
+    ----------
+    folders : list of str or path-like
+        Folders of real spectra with their responses (``sherpa:SUBDIR`` names a folder
+        inside the installed Sherpa; see :func:`~.real_responses.resolve_folder`).
+        Folders that do not exist are passed over with a logged warning.
+    n_synthetic : int
+        Number of synthetic responses.
+    seed : int
+        Seed of the synthetic responses.
+    base : path-like
+        Folder that relative folder names start from (the recipe's folder).
+    input_grid, model_grid : EnergyGrid
+        Grids to project onto.
+    """
+    real = real_responses(
+        [resolve_folder(f, base) for f in folders], input_grid=input_grid, model_grid=model_grid
+    )
+    synth = synthetic_responses(
+        n_synthetic, rng=np.random.default_rng(seed), input_grid=input_grid, model_grid=model_grid
+    )
+    return ResponseLibrary.concatenate([real, synth])
 
 
 @dataclass
@@ -102,16 +143,14 @@ def prepare_data(recipe: Recipe, *, progress: bool = True) -> dict:
     dict
         Paths of the library and of the three shard folders, and the response split.
     """
-    from .responses import ResponseLibrary, build_library
-    from .simulate import simulate_shards
-
     recipe.work_dir.mkdir(parents=True, exist_ok=True)
     lib_cfg = recipe.library
     if recipe.library_file.exists():
         library = ResponseLibrary.load(recipe.library_file)
     else:
         library = build_library(
-            [Path(p) for p in lib_cfg.get("folders", [])],
+            list(lib_cfg.get("folders", [])),
+            base=recipe.path.parent,
             n_synthetic=int(lib_cfg.get("n_synthetic", 240)),
             seed=int(lib_cfg.get("seed", 1)),
         )
@@ -204,19 +243,20 @@ def calibrate_nh_intervals(network_path, val_dir, *, level: float = 0.68) -> dic
     dict
         The calibration, ``{"edges": [...], "scales": [...], "level": ...}``.
     """
-    from .evaluate import band_counts, load_shards
-    from .network import encode_batch, load_network, save_network
-    from .train import library_path, load_response_bank
+    from ..network import encode_batch, load_network, save_network
+    from .evaluate import load_shards
+    from .shards import library_path
+    from .train import response_bank
 
     model = load_network(network_path, device="cpu")
     if "nh_calibration" in model.metadata:
         return model.metadata["nh_calibration"]
     data = load_shards(val_dir)
-    bank = load_response_bank(library_path(val_dir))
+    bank = response_bank(library_path(val_dir))
     keys = ("counts", "background", "exposure", "response_id")
     out = encode_batch(model, {k: data[k] for k in keys}, bank=bank)
     pull = np.abs(out["log_nh"] - data["log_nh"]) / out["log_nh_sigma"]
-    counts = band_counts(data["counts"], (0.5, 7.0))
+    counts = INPUT_GRID.band_sum(data["counts"], FIT_BAND)
     ranges = np.searchsorted(NH_CALIBRATION_EDGES, counts, side="right")
     scales = [float(np.quantile(pull[ranges == k], level)) for k in range(3)]
     calibration = {
@@ -249,8 +289,8 @@ def calibrate_latent_widths(
     dict
         ``{"scales": [...], "pull_quantile_68": [...], "n_pairs": ...}``.
     """
-    from .network import encode_batch, load_network, save_network
-    from .responses import ResponseLibrary
+    from ..network import encode_batch, load_network, save_network
+    from .response_library import ResponseLibrary
     from .simulate import draw_parameters, fold, intrinsic_flux, normalise_to_counts
 
     model = load_network(network_path, device="cpu")
@@ -301,7 +341,7 @@ def install_network(network_path, clusters_path) -> Path:
     Files already there with the same content are left alone; others are replaced
     atomically (``install = true`` in a recipe asks for exactly this).
     """
-    from .network import sidecar_path
+    from ..weightsfile import sidecar_path
 
     target = Path(__file__).parent / "data"
     target.mkdir(exist_ok=True)

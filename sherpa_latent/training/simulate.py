@@ -7,15 +7,16 @@ DESIGN.md, decisions 5 and 7. A batch of spectra is made in a few vectorised ste
 2. :func:`intrinsic_flux` evaluates the photon spectrum at the telescope (absorption
    included, instrument not) on the model grid, with the kernels of
    :mod:`sherpa_latent.physics`;
-3. an exposure, a response from a :class:`~sherpa_latent.responses.ResponseLibrary` and a
-   target number of net source counts (0.5-7 keV) are drawn, and the normalisation is set
-   so that the expected counts ``exposure * R @ flux`` hit the target;
+3. an exposure, a response from a
+   :class:`~sherpa_latent.training.response_library.ResponseLibrary` and a target number
+   of net source counts (0.5-7 keV) are drawn, and the normalisation is set so that
+   the expected counts ``exposure * R @ flux`` hit the target;
 4. a background (a flat-ish particle spectrum plus a soft sky component) is added, the
    source-region counts are drawn from Poisson(source + background) and the background
    region from Poisson(background / r), with r the background scale.
 
 :func:`simulate_shards` writes the result as ``.npz`` shards plus a ``manifest.json``,
-resumably; :func:`read_shard`, :func:`iter_shards` and :class:`ShardSet` read them back.
+resumably, in the layout of :mod:`sherpa_latent.training.shards`.
 """
 
 from __future__ import annotations
@@ -24,21 +25,29 @@ import contextlib
 import json
 import logging
 import os
-import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from sherpa.utils.err import IOErr
 from tqdm import tqdm
 
-from . import physics
-from .classes import CLASS_NAMES
-from .fileio import save_npz, sha256_file, write_json
-from .grids import FIT_BAND, INPUT_GRID, MODEL_GRID, EnergyGrid
-from .responses import ResponseLibrary, overlap_matrix
+from .. import __version__, physics
+from ..classes import CLASS_NAMES
+from ..fileio import save_npz, sha256_file, write_json
+from ..grids import FIT_BAND, INPUT_GRID, MODEL_GRID, EnergyGrid
+from .response_library import ResponseLibrary
+from .shards import (
+    LIBRARY_FILE,
+    SHARD_FORMAT,
+    SHARD_KEYS,
+    ShardError,
+    manifest_path,
+    read_manifest,
+    shard_complete,
+    shard_name,
+)
 
 __all__ = [
     "Range",
@@ -49,13 +58,9 @@ __all__ = [
     "BackgroundPrior",
     "SimulationConfig",
     "PARAMETER_KEYS",
-    "SHARD_KEYS",
-    "ShardError",
     "priors_summary",
     "draw_parameters",
     "intrinsic_flux",
-    "model_band_weights",
-    "input_band_mask",
     "fold",
     "fold_library",
     "normalise_to_counts",
@@ -63,10 +68,6 @@ __all__ = [
     "simulate_source",
     "simulate_batch",
     "simulate_shards",
-    "read_shard",
-    "iter_shards",
-    "shard_paths",
-    "ShardSet",
 ]
 
 log = logging.getLogger(__name__)
@@ -453,16 +454,6 @@ def _prior_list(priors: dict[str, ClassPrior] | None) -> tuple[ClassPrior, ...]:
 # ----------------------------------------------------------------------------------------
 
 
-def model_band_weights(grid: EnergyGrid, band: tuple[float, float] = FIT_BAND) -> np.ndarray:
-    """Fraction of each bin of ``grid`` inside ``band`` (keV), so ``flux @ w`` is band flux."""
-    return overlap_matrix(np.array([band[0]]), np.array([band[1]]), grid.edges)[0]
-
-
-def input_band_mask(grid: EnergyGrid = INPUT_GRID, band: tuple[float, float] = FIT_BAND):
-    """Input-grid bins counted in ``band``: those whose geometric centre lies in it."""
-    return (grid.mid >= band[0]) & (grid.mid < band[1])
-
-
 class _LogTable:
     """A one-parameter kernel tabulated on a grid in log10(parameter), for speed.
 
@@ -613,7 +604,7 @@ def intrinsic_flux(
         rows = np.flatnonzero(cid == c)
         sub = {k: v[rows] for k, v in p.items()}
         prior = prior_list[c]
-        weights = model_band_weights(model_grid, prior.norm_band)
+        weights = model_grid.band_weights(prior.norm_band)
         main, scattered = _continuum(prior, sub, kern, weights)
         if absorbed:
             main *= kern.wabs(10.0 ** (sub["log_nh"] - 22.0))
@@ -758,7 +749,7 @@ def normalise_to_counts(
     unit = dict(params)
     unit["norm"] = np.ones_like(np.asarray(params["norm"], dtype=float))
     counts = fold(intrinsic_flux(unit, model_grid), response, exposure)
-    in_band = np.atleast_2d(counts)[:, input_band_mask(input_grid, band)].sum(axis=1)
+    in_band = np.atleast_2d(counts)[:, input_grid.band_mask(band)].sum(axis=1)
     out = dict(params)
     out["norm"] = np.asarray(net_counts, dtype=float) / in_band
     return out
@@ -797,7 +788,7 @@ def draw_background(
     prior = BackgroundPrior() if prior is None else prior
     n = np.asarray(net_counts).size
     mid, width = input_grid.mid, input_grid.width
-    mask = input_band_mask(input_grid, band)
+    mask = input_grid.band_mask(band)
     total = prior.source_fraction.draw(rng, n) * net_counts + prior.rate.draw(rng, n) * exposure
     slope = prior.slope.draw(rng, n)
     particle = width[None, :] * mid[None, :] ** slope[:, None]
@@ -877,20 +868,6 @@ def simulate_source(
 # ----------------------------------------------------------------------------------------
 # Batches
 # ----------------------------------------------------------------------------------------
-
-SHARD_KEYS: dict[str, tuple[str, int]] = {
-    "counts": ("float32", 2),
-    "background": ("float32", 2),
-    "bkg_scale": ("float32", 1),
-    "response_id": ("int32", 1),
-    "exposure": ("float32", 1),
-    "class_id": ("int16", 1),
-    "log_nh": ("float32", 1),
-    "param": ("float32", 1),
-    "log_flux": ("float32", 1),
-    "net_counts": ("float32", 1),
-}
-"""Arrays of every shard: dtype and number of dimensions (optional ``flux``: float32, 2)."""
 
 _BATCH_CHUNK = 4096  # rows simulated at once (bounds memory: (chunk, n_model) float64)
 
@@ -1002,9 +979,9 @@ def _simulate_chunk(
     priors,
 ) -> dict[str, np.ndarray]:
     """One chunk of :func:`simulate_batch`; redraws spectra with no counts in the band."""
-    model_grid, input_grid = library.model_energy_grid, library.input_energy_grid
-    mask = input_band_mask(input_grid, config.band)
-    flux_w = model_band_weights(model_grid, config.band)
+    model_grid, input_grid = library.model_grid, library.input_grid
+    mask = input_grid.band_mask(config.band)
+    flux_w = model_grid.band_weights(config.band)
     n_in, n_model = input_grid.nbins, model_grid.nbins
     result = {
         "counts": np.zeros((n, n_in), np.float32),
@@ -1071,130 +1048,6 @@ def _simulate_chunk(
 # ----------------------------------------------------------------------------------------
 # Shards
 # ----------------------------------------------------------------------------------------
-
-MANIFEST = "manifest.json"
-LIBRARY_FILE = "responses.npz"
-_SHARD_FORMAT = "sherpa_latent.shards"
-_SHARD_RE = re.compile(r"^shard_(\d{5,})\.npz$")
-
-
-class ShardError(IOErr):
-    """A shard or shard folder is missing, damaged or inconsistent (one-line message)."""
-
-    def __init__(self, path: str | os.PathLike, problem: str) -> None:
-        self.path = os.fspath(path)
-        self.problem = " ".join(str(problem).split())
-        super().__init__(f"{self.path}: {self.problem}")
-
-
-def _shard_name(index: int) -> str:
-    return f"shard_{index:05d}.npz"
-
-
-def read_shard(
-    path: str | os.PathLike, keys: Sequence[str] | None = None
-) -> dict[str, np.ndarray]:
-    """Read one shard (``np.load`` with ``allow_pickle=False``) and check it.
-
-    Parameters
-    ----------
-    path : path-like
-        The shard file.
-    keys : sequence of str, optional
-        Read only these arrays (default: all of :data:`SHARD_KEYS`, and ``flux`` when
-        present).
-
-    Returns
-    -------
-    dict of str to ndarray
-
-    Raises
-    ------
-    ShardError
-        Missing file, damaged file, missing array, wrong dtype or inconsistent shapes.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ShardError(path, "shard not found")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            files = set(data.files)
-            missing = [k for k in SHARD_KEYS if k not in files]
-            if missing:
-                raise ShardError(path, f"not a complete shard: missing {', '.join(missing)}")
-            wanted = list(SHARD_KEYS) + (["flux"] if "flux" in files else [])
-            if keys is not None:
-                unknown = [k for k in keys if k not in wanted]
-                if unknown:
-                    raise ShardError(path, f"shard has no array {', '.join(unknown)}")
-                wanted = list(keys)
-            out = {k: data[k] for k in wanted}
-    except ShardError:
-        raise
-    except Exception as exc:  # damaged zip or array: one line naming the file
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ShardError(path, f"unreadable shard ({first})") from None
-    n = None
-    for key, arr in out.items():
-        dtype, ndim = SHARD_KEYS.get(key, ("float32", 2))
-        if arr.dtype != np.dtype(dtype) or arr.ndim != ndim:
-            raise ShardError(
-                path, f"{key} is {arr.dtype} with {arr.ndim} dimensions, expected {dtype}, {ndim}"
-            )
-        if n is None:
-            n = arr.shape[0]
-        elif arr.shape[0] != n:
-            raise ShardError(path, f"{key} has {arr.shape[0]} rows, expected {n}")
-    if "counts" in out and "background" in out and out["counts"].shape != out["background"].shape:
-        raise ShardError(path, "counts and background differ in shape")
-    return out
-
-
-def _manifest_path(out_dir: Path) -> Path:
-    return out_dir / MANIFEST
-
-
-def _read_manifest(out_dir: Path) -> dict | None:
-    path = _manifest_path(out_dir)
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ShardError(path, f"unreadable manifest ({exc})") from None
-
-
-def shard_paths(out_dir: str | os.PathLike) -> list[Path]:
-    """The shard files of a folder, in order (from its manifest, else by name)."""
-    out_dir = Path(out_dir)
-    manifest = _read_manifest(out_dir)
-    if manifest is not None:
-        return [out_dir / s["file"] for s in manifest["shards"]]
-    found = [p for p in out_dir.iterdir() if _SHARD_RE.match(p.name)] if out_dir.is_dir() else []
-    return sorted(found, key=lambda p: int(_SHARD_RE.match(p.name).group(1)))
-
-
-def iter_shards(
-    out_dir: str | os.PathLike, keys: Sequence[str] | None = None
-) -> Iterator[dict[str, np.ndarray]]:
-    """Yield the shards of a folder one at a time (see :func:`read_shard`)."""
-    for path in shard_paths(out_dir):
-        yield read_shard(path, keys)
-
-
-def _shard_complete(path: Path, n_rows: int, keep_flux: bool, n_input: int) -> bool:
-    if not path.is_file():
-        return False
-    try:
-        data = read_shard(path)
-    except ShardError as exc:
-        log.warning("%s; simulating it again", exc)
-        return False
-    return (
-        data["counts"].shape == (n_rows, n_input)
-        and ("flux" in data) == keep_flux
-    )
-
 
 def simulate_shards(
     out_dir: str | os.PathLike,
@@ -1266,7 +1119,7 @@ def simulate_shards(
         if not lib_path.is_file() or ResponseLibrary.load(lib_path).fingerprint() != (
             lib.fingerprint()
         ):
-            if lib_path.is_file() and _read_manifest(out_dir) is not None:
+            if lib_path.is_file() and read_manifest(out_dir) is not None:
                 raise ShardError(out_dir, "holds shards made with a different response library")
             lib.save(lib_path, clobber=True)
     else:
@@ -1275,8 +1128,6 @@ def simulate_shards(
     ids = None if response_ids is None else [int(i) for i in np.asarray(response_ids).ravel()]
     if ids is not None and any(i < 0 or i >= len(lib) for i in ids):
         raise ValueError(f"response ids must be 0-{len(lib) - 1}")
-    from . import __version__
-
     n_shards = -(-n_spectra // shard_size)
     sizes = [min(shard_size, n_spectra - k * shard_size) for k in range(n_shards)]
     settings = {
@@ -1287,11 +1138,11 @@ def simulate_shards(
         "response_ids": ids,
         "real_fraction": real_fraction,
         "library_fingerprint": lib.fingerprint(),
-        "input_grid": lib.input_grid,
-        "model_grid": lib.model_grid,
+        "input_grid": lib.input_grid.to_dict(),
+        "model_grid": lib.model_grid.to_dict(),
         "priors": json.loads(json.dumps(priors_summary(None, config))),
     }
-    old = _read_manifest(out_dir)
+    old = read_manifest(out_dir)
     if old is not None:
         changed = [k for k, v in settings.items() if old.get(k) != v]
         if changed:
@@ -1301,10 +1152,10 @@ def simulate_shards(
                 "use another folder",
             )
     manifest = {
-        "format": _SHARD_FORMAT,
+        "format": SHARD_FORMAT,
         "version": 1,
         **settings,
-        "shards": [{"file": _shard_name(k), "n": sizes[k]} for k in range(n_shards)],
+        "shards": [{"file": shard_name(k), "n": sizes[k]} for k in range(n_shards)],
         "library": {
             "file": os.path.relpath(lib_path.resolve(), out_dir.resolve())
             if lib_path.resolve().is_relative_to(out_dir.resolve())
@@ -1318,9 +1169,9 @@ def simulate_shards(
         "package_version": __version__,
         "complete": False,
     }
-    write_json(_manifest_path(out_dir), manifest)
-    n_in = lib.input_grid["nbins"]
-    done = [_shard_complete(out_dir / _shard_name(k), sizes[k], keep_flux, n_in)
+    write_json(manifest_path(out_dir), manifest)
+    n_in = lib.input_grid.nbins
+    done = [shard_complete(out_dir / shard_name(k), sizes[k], keep_flux, n_in)
             for k in range(n_shards)]  # fmt: skip
     with tqdm(
         total=n_spectra,
@@ -1330,7 +1181,7 @@ def simulate_shards(
         desc="simulating",
     ) as bar:
         tasks = [
-            (str(lib_path), str(out_dir / _shard_name(k)), sizes[k], int(seed), k, ids,
+            (str(lib_path), str(out_dir / shard_name(k)), sizes[k], int(seed), k, ids,
              real_fraction, bool(keep_flux), config)
             for k in range(n_shards)
             if not done[k]
@@ -1352,7 +1203,7 @@ def simulate_shards(
                 for future in as_completed(futures):
                     bar.update(future.result())
     manifest["complete"] = True
-    write_json(_manifest_path(out_dir), manifest)
+    write_json(manifest_path(out_dir), manifest)
     return manifest
 
 
@@ -1374,90 +1225,3 @@ def _simulate_shard_task(task: tuple) -> int:
     return size
 
 
-class ShardSet:
-    """The shards of a folder, streamed as mini-batches without loading them all.
-
-    Parameters
-    ----------
-    out_dir : path-like
-        Folder written by :func:`simulate_shards`.
-    shards : sequence of int, optional
-        Which shards to use (for example to hold some out for validation); default all.
-    """
-
-    def __init__(self, out_dir: str | os.PathLike, shards: Sequence[int] | None = None) -> None:
-        self.out_dir = Path(out_dir)
-        paths = shard_paths(self.out_dir)
-        if not paths:
-            raise ShardError(self.out_dir, "no shards here")
-        manifest = _read_manifest(self.out_dir)
-        self.manifest = manifest
-        if manifest is not None:
-            sizes = [int(s["n"]) for s in manifest["shards"]]
-        else:
-            sizes = [read_shard(p, ["class_id"])["class_id"].size for p in paths]
-        picked = range(len(paths)) if shards is None else [int(i) for i in shards]
-        self.paths = [paths[i] for i in picked]
-        self.sizes = [sizes[i] for i in picked]
-
-    def __len__(self) -> int:
-        return int(sum(self.sizes))
-
-    @property
-    def n_shards(self) -> int:
-        """Number of shards."""
-        return len(self.paths)
-
-    def __repr__(self) -> str:
-        return f"ShardSet({str(self.out_dir)!r}: {len(self)} spectra in {self.n_shards} shards)"
-
-    def batches(
-        self,
-        batch_size: int,
-        *,
-        shuffle: bool = True,
-        seed: int = 0,
-        epoch: int = 0,
-        keys: Sequence[str] | None = None,
-        drop_last: bool = False,
-    ) -> Iterator[dict[str, np.ndarray]]:
-        """Mini-batches of numpy arrays across the shards.
-
-        One shard is in memory at a time. With ``shuffle``, the shard order and the rows
-        within each shard are permuted by a generator seeded from (seed, epoch); the
-        rows left at the end of a shard start the next batch.
-
-        Parameters
-        ----------
-        batch_size : int
-            Rows per batch.
-        shuffle : bool
-            Shuffle shards and rows.
-        seed, epoch : int
-            Seed of the shuffle; vary ``epoch`` for a new order each pass.
-        keys : sequence of str, optional
-            Arrays to read (default all).
-        drop_last : bool
-            Leave out a last batch smaller than ``batch_size``.
-        """
-        if batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
-        rng = np.random.default_rng([int(seed), int(epoch)])
-        order = rng.permutation(self.n_shards) if shuffle else np.arange(self.n_shards)
-        carry: dict[str, np.ndarray] | None = None
-        for k in order:
-            data = read_shard(self.paths[k], keys)
-            if shuffle:
-                perm = rng.permutation(next(iter(data.values())).shape[0])
-                data = {key: v[perm] for key, v in data.items()}
-            if carry is not None:
-                data = {key: np.concatenate([carry[key], v]) for key, v in data.items()}
-                carry = None
-            n = next(iter(data.values())).shape[0]
-            stop = n - n % batch_size
-            for start in range(0, stop, batch_size):
-                yield {key: v[start : start + batch_size] for key, v in data.items()}
-            if stop < n:
-                carry = {key: v[stop:] for key, v in data.items()}
-        if carry is not None and not drop_last:
-            yield carry

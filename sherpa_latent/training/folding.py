@@ -20,7 +20,8 @@ from sherpa.optmethods import NelderMead
 from sherpa.stats import CStat
 from sherpa.utils.err import ModelErr
 
-from .spectrum import ResponseRepresentation
+from ..grids import FIT_BAND
+from ..spectrum import ResponseRepresentation
 
 __all__ = ["ProjectedFoldModel", "representation_data", "fit_absorbed_powerlaw_projected"]
 
@@ -79,7 +80,7 @@ def fit_absorbed_powerlaw_projected(
     representation: ResponseRepresentation,
     *,
     nh_starts: Sequence[float] = (0.01, 0.1, 1.0, 10.0),
-    band: tuple[float, float] = (0.5, 7.0),
+    band: tuple[float, float] = FIT_BAND,
 ) -> dict:
     """Best-fit ``wabs * powlaw1d`` to input-grid counts with C-stat, from several N_H starts.
 
@@ -100,7 +101,7 @@ def fit_absorbed_powerlaw_projected(
         ``nh`` (10^22 cm^-2), ``gamma``, ``ampl`` (photons/keV/cm^2/s at 1 keV), ``stat``
         (C-stat) and ``dof``.
     """
-    from .physics import WAbs
+    from ..physics import WAbs
 
     absorber, powerlaw = WAbs("abs"), PowLaw1D("pl")
     absorber.nh.set(min=0.0, max=100.0)
@@ -108,8 +109,7 @@ def fit_absorbed_powerlaw_projected(
     powerlaw.ampl.set(val=1e-4, min=0.0, max=1e3)
     folded = ProjectedFoldModel(absorber * powerlaw, representation)
     data = representation_data(representation)
-    mid = representation.input_grid.mid
-    data.mask = (mid >= band[0]) & (mid < band[1])
+    data.mask = representation.input_grid.band_mask(band)
     fit = Fit(data, folded, stat=CStat(), method=NelderMead())
 
     source_counts = max(float(np.sum((data.y - representation.background)[data.mask])), 1.0)

@@ -30,14 +30,23 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .classes import ABSORBED_POWERLAW_CLASSES, CLASS_NAMES
-from .fileio import atomic_output, write_json
-from .grids import CSC_BANDS, FIT_BAND, INPUT_GRID
+from ..classes import ABSORBED_POWERLAW_CLASSES, CLASS_NAMES
+from ..clusters import ClusterModel
+from ..fileio import atomic_output, write_json
+from ..grids import CSC_BANDS, FIT_BAND, INPUT_GRID
+from ..hardness import hardness_ratios_from_counts
+from ..network import encode_batch, load_network
+from ..spectrum import ResponseRepresentation
+from .folding import fit_absorbed_powerlaw_projected
+from .response_library import ResponseLibrary
+from .shards import iter_shards
+from .shards import library_path as shard_library_path
+from .simulate import draw_parameters, fold, intrinsic_flux, normalise_to_counts
+from .train import response_bank
 
 __all__ = [
     "COUNT_RANGES",
     "load_shards",
-    "band_counts",
     "classical_fits",
     "hardness_features",
     "evaluate",
@@ -56,7 +65,6 @@ NH_MEASURABLE = 21.0 + np.log10(3.0)
 
 def load_shards(folder: str | os.PathLike) -> dict[str, np.ndarray]:
     """Concatenate every shard of a folder into one dict of arrays."""
-    from .simulate import iter_shards
 
     parts: dict[str, list[np.ndarray]] = {}
     for shard in iter_shards(folder):
@@ -65,14 +73,7 @@ def load_shards(folder: str | os.PathLike) -> dict[str, np.ndarray]:
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-def band_counts(counts: np.ndarray, band: tuple[float, float], grid=INPUT_GRID) -> np.ndarray:
-    """Counts summed over the input-grid bins whose centre lies in ``band`` (keV)."""
-    sel = (grid.mid >= band[0]) & (grid.mid < band[1])
-    return np.asarray(counts)[..., sel].sum(-1)
-
-
 def _representation(data: dict, library, i: int):
-    from .spectrum import ResponseRepresentation
 
     rid = int(data["response_id"][i])
     return ResponseRepresentation(
@@ -81,8 +82,8 @@ def _representation(data: dict, library, i: int):
         effective_area=np.asarray(library.effective_area[rid], dtype=float),
         response=np.asarray(library.response[rid], dtype=float),
         exposure=float(data["exposure"][i]),
-        input_grid=library.input_energy_grid,
-        model_grid=library.model_energy_grid,
+        input_grid=library.input_grid,
+        model_grid=library.model_grid,
     )
 
 
@@ -90,7 +91,6 @@ _WORKER_STATE: dict = {}
 
 
 def _init_worker(test_dir: str, library_path: str) -> None:
-    from .responses import ResponseLibrary
 
     _WORKER_STATE["data"] = load_shards(test_dir)
     _WORKER_STATE["library"] = ResponseLibrary.load(library_path)
@@ -101,7 +101,6 @@ def _fit_one(i: int) -> tuple[int, float, float, float]:
 
     from sherpa.utils.logging import SherpaVerbosity
 
-    from .folding import fit_absorbed_powerlaw_projected
 
     rep = _representation(_WORKER_STATE["data"], _WORKER_STATE["library"], i)
     with warnings.catch_warnings(), SherpaVerbosity("ERROR"):
@@ -168,15 +167,14 @@ def hardness_features(data: dict, indices: Sequence[int]) -> np.ndarray:
     Bands are made of whole input-grid bins (by centre), and the background-region counts
     are the scaled background divided by its scale.
     """
-    from .hardness import hardness_ratios_from_counts
 
     out = np.zeros((len(indices), 3))
     for row, i in enumerate(indices):
         scale = float(data["bkg_scale"][i])
         src, bkg = {}, {}
         for name in ("soft", "medium", "hard"):
-            src[name] = int(round(float(band_counts(data["counts"][i], CSC_BANDS[name]))))
-            b = float(band_counts(data["background"][i], CSC_BANDS[name]))
+            src[name] = int(round(float(INPUT_GRID.band_sum(data["counts"][i], CSC_BANDS[name]))))
+            b = float(INPUT_GRID.band_sum(data["background"][i], CSC_BANDS[name]))
             bkg[name] = int(round(b / scale)) if scale > 0 else 0
         hr = hardness_ratios_from_counts(src, bkg, scale, n_samples=4000, rng=int(i))
         out[row] = (hr.hr_hm.mode, hr.hr_hs.mode, hr.hr_ms.mode)
@@ -253,16 +251,11 @@ def evaluate(
     dict
         Every number written to the JSON file.
     """
-    from .network import encode_batch, load_network
-    from .train import ClusterModel
-    from .train import library_path as train_library_path
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     test_dir = Path(test_dir)
-    library_path = train_library_path(test_dir)
-    from .responses import ResponseLibrary
-
+    library_path = shard_library_path(test_dir)
     library = ResponseLibrary.load(library_path)
     data = load_shards(test_dir)
     n = len(data["counts"])
@@ -271,13 +264,10 @@ def evaluate(
     clusters = ClusterModel.load(clusters_path)
     rng = np.random.default_rng(seed)
 
-    bank = {
-        "response": np.asarray(library.response),
-        "effective_area": np.asarray(library.effective_area),
-    }
+    bank = response_bank(library, model.device)
     batch = {k: data[k] for k in ("counts", "background", "exposure", "response_id") if k in data}
-    enc = _encode_with_bank(model, batch, bank, encode_batch)
-    counts = band_counts(data["counts"], FIT_BAND)
+    enc = encode_batch(model, batch, bank=bank, batch_size=1024)
+    counts = INPUT_GRID.band_sum(data["counts"], FIT_BAND)
     classes = data["class_id"].astype(int)
     truth = data["log_nh"].astype(float)
     results: dict = {
@@ -400,13 +390,6 @@ def _clusters_beside(network: str | os.PathLike) -> Path | None:
     return candidate if candidate.exists() else None
 
 
-def _encode_with_bank(model, batch: dict, bank: dict, encode_batch) -> dict:
-    import torch
-
-    tensors = {k: torch.as_tensor(v, device=model.device) for k, v in bank.items()}
-    return encode_batch(model, batch, bank=tensors, batch_size=1024)
-
-
 def response_awareness(
     model, library, response_ids: Sequence[int], *, n_pairs: int = 1000, seed: int = 0
 ) -> dict:
@@ -419,8 +402,6 @@ def response_awareness(
     each other than the first is to the other-class source. Only pairs whose two spectra
     both have at least 1,000 counts are scored.
     """
-    from .network import encode_batch
-    from .simulate import draw_parameters, fold, intrinsic_flux, normalise_to_counts
 
     rng = np.random.default_rng(seed + 7)
     ids = np.asarray(response_ids)
@@ -443,13 +424,13 @@ def response_awareness(
     rids = (resp1, resp2, resp1)
     batch = {
         "counts": np.concatenate(observed),
-        "background": np.zeros((3 * n_pairs, library.input_energy_grid.nbins), np.float32),
+        "background": np.zeros((3 * n_pairs, library.input_grid.nbins), np.float32),
         "response": np.concatenate([np.asarray(library.response)[r] for r in rids]),
         "effective_area": np.concatenate([np.asarray(library.effective_area)[r] for r in rids]),
         "exposure": np.tile(exposure, 3).astype(np.float32),
     }
     z = encode_batch(model, batch, batch_size=512)["z_mean"].reshape(3, n_pairs, -1)
-    in_band = [band_counts(o, FIT_BAND) for o in observed]
+    in_band = [INPUT_GRID.band_sum(o, FIT_BAND) for o in observed]
     scored = (in_band[0] >= 1000) & (in_band[1] >= 1000)
     same = np.linalg.norm(z[0] - z[1], axis=1)[scored]
     diff = np.linalg.norm(z[0] - z[2], axis=1)[scored]
