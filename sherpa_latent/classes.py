@@ -1,4 +1,4 @@
-"""The source classes of the simulated training set (DESIGN.md, decision 7)."""
+"""The source classes of the simulated training set, in one place for every output."""
 
 from __future__ import annotations
 

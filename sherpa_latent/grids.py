@@ -1,6 +1,6 @@
 """Fixed energy grids and the Chandra Source Catalog bands.
 
-Two grids carry all of the project's data (DESIGN.md, decision 1):
+Two grids carry all of the project's data:
 
 * the *model grid*, on which the decoder predicts the intrinsic photon spectrum
   (log-spaced, 0.2-10 keV, 1024 bins: about 8 eV at 2 keV, fine enough that narrow

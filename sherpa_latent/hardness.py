@@ -1,8 +1,9 @@
 """Bayesian hardness ratios in the Chandra Source Catalog bands.
 
-DESIGN.md, decision 9. For each band the net source intensity ``lam`` (expected source
-counts in the source region) is inferred from the Poisson likelihood of the source-region
-counts ``N`` and the background-region counts ``B``, as CIAO's ``aprates`` and BEHR do
+Bands: soft 0.5-1.2, medium 1.2-2.0, hard 2.0-7.0 keV. For each band the net source
+intensity ``lam`` (expected source counts in the source region) is inferred from the
+Poisson likelihood of the source-region counts ``N`` and the background-region counts
+``B``, as CIAO's ``aprates`` and BEHR do
 (Park et al. 2006, ApJ 652, 610), not by Gaussian error propagation::
 
     N ~ Poisson(lam + r * xi),    B ~ Poisson(xi),

@@ -1,4 +1,4 @@
-"""XSPEC-free physical models for simulation and classical fits (DESIGN.md, decision 4).
+"""XSPEC-free physical models for simulation and classical fits.
 
 PyPI's Sherpa has no XSPEC models, so the project carries its own:
 

@@ -112,7 +112,7 @@ def test_parameter_ranges_per_class() -> None:
         assert line.mean() == pytest.approx(expected, abs=0.04), prior.name
         if prior.line is not None:
             assert np.all(params["line_e"][rows][line] == prior.line.energy)
-    # Spot checks of the table against DESIGN.md decision 7.
+    # Spot checks of the table against the ranges documented in docs/network.md.
     agn = params["class_id"] == 0
     assert 1.5 <= params["gamma"][agn].min() and params["gamma"][agn].max() <= 2.3
     cv = params["class_id"] == 4

@@ -1,6 +1,7 @@
 """Simulated training spectra: source classes and priors, folding, noise, dataset shards.
 
-DESIGN.md, decisions 5 and 7. A batch of spectra is made in a few vectorised steps:
+The training data are simulated (the Chandra archive is out of reach), with real and
+synthetic responses. A batch of spectra is made in a few vectorised steps:
 
 1. :func:`draw_parameters` draws a source class and its physical parameters (the table
    :data:`PRIORS`);
@@ -280,8 +281,8 @@ PRIORS: dict[str, ClassPrior] = {
         notes="pl_frac: power-law share of the unabsorbed 0.2-10 keV photon flux",
     ),
 }
-"""Source classes and their priors, in the order of :data:`CLASS_NAMES` (starting points,
-DESIGN.md decision 7). Every temperature is in keV; ``nh`` in cm^-2."""
+"""Source classes and their priors, in the order of :data:`CLASS_NAMES` (ranges and their
+references in docs/network.md). Every temperature is in keV; ``nh`` in cm^-2."""
 
 if tuple(PRIORS) != CLASS_NAMES:  # pragma: no cover - a guard for whoever edits the table
     raise RuntimeError("PRIORS must list the classes of CLASS_NAMES, in that order")
