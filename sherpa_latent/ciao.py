@@ -13,31 +13,9 @@ import contextlib
 import os
 from pathlib import Path
 
-from sherpa.utils.err import IOErr
+from .errors import CiaoToolError, CiaoUnavailable
 
 __all__ = ["CiaoUnavailable", "CiaoToolError", "have_ciao", "runtool", "extract_spectrum"]
-
-NEEDS_CIAO = (
-    "this command needs CIAO: ciao_contrib.runtool (part of CIAO, not on PyPI) cannot be "
-    "imported; run it from a CIAO installation (https://cxc.cfa.harvard.edu/ciao/)"
-)
-
-
-class CiaoUnavailable(ImportError):
-    """CIAO's contributed Python package (``ciao_contrib.runtool``) is not importable."""
-
-    def __init__(self, message: str = NEEDS_CIAO) -> None:
-        super().__init__(message)
-
-
-class CiaoToolError(IOErr):
-    """A CIAO tool failed; the message is one line naming the tool and the problem."""
-
-    def __init__(self, tool: str, problem: str) -> None:
-        self.tool = tool
-        self.problem = " ".join(str(problem).split())
-        super().__init__(f"{tool}: {self.problem}")
-
 
 def runtool():
     """The ``ciao_contrib.runtool`` module.

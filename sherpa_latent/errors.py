@@ -8,9 +8,24 @@ problem.
 
 from __future__ import annotations
 
+import os
+
 from sherpa.utils.err import DataErr, IOErr, ModelErr
 
-__all__ = ["SpectrumFileError", "SpectrumError", "NetworkFileError", "LatentModelError"]
+__all__ = [
+    "SpectrumFileError",
+    "SpectrumError",
+    "NetworkFileError",
+    "LatentModelError",
+    "ShardError",
+    "CiaoUnavailable",
+    "CiaoToolError",
+]
+
+NEEDS_CIAO = (
+    "this command needs CIAO: ciao_contrib.runtool (part of CIAO, not on PyPI) cannot be "
+    "imported; run it from a CIAO installation (https://cxc.cfa.harvard.edu/ciao/)"
+)
 
 
 def _one_line(path: str | None, problem: str) -> str:
@@ -68,3 +83,28 @@ class LatentModelError(ModelErr):
     def __init__(self, problem: str) -> None:
         self.problem = str(problem)
         super().__init__(_one_line(None, self.problem))
+
+
+class ShardError(IOErr):
+    """A shard or shard folder is missing, damaged or inconsistent (one-line message)."""
+
+    def __init__(self, path: str | os.PathLike, problem: str) -> None:
+        self.path = os.fspath(path)
+        self.problem = str(problem)
+        super().__init__(_one_line(self.path, self.problem))
+
+
+class CiaoUnavailable(ImportError):
+    """CIAO's contributed Python package (``ciao_contrib.runtool``) is not importable."""
+
+    def __init__(self, message: str = NEEDS_CIAO) -> None:
+        super().__init__(message)
+
+
+class CiaoToolError(IOErr):
+    """A CIAO tool failed; the message is one line naming the tool and the problem."""
+
+    def __init__(self, tool: str, problem: str) -> None:
+        self.tool = tool
+        self.problem = " ".join(str(problem).split())
+        super().__init__(f"{tool}: {self.problem}")

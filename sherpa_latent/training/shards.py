@@ -18,7 +18,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-from sherpa.utils.err import IOErr
+
+from ..errors import ShardError
 
 __all__ = [
     "SHARD_KEYS",
@@ -61,15 +62,6 @@ MANIFEST = "manifest.json"
 LIBRARY_FILE = "responses.npz"
 SHARD_FORMAT = "sherpa_latent.shards"
 _SHARD_RE = re.compile(r"^shard_(\d{5,})\.npz$")
-
-
-class ShardError(IOErr):
-    """A shard or shard folder is missing, damaged or inconsistent (one-line message)."""
-
-    def __init__(self, path: str | os.PathLike, problem: str) -> None:
-        self.path = os.fspath(path)
-        self.problem = " ".join(str(problem).split())
-        super().__init__(f"{self.path}: {self.problem}")
 
 
 def shard_name(index: int) -> str:

@@ -316,6 +316,30 @@ def response_bank(
 # --------------------------------------------------------------------------------------
 # evaluation
 # --------------------------------------------------------------------------------------
+def _forward(
+    model: LatentAutoencoder,
+    batch: dict[str, np.ndarray],
+    bank: dict[str, torch.Tensor],
+    *,
+    beta: float,
+    nh_weight: float,
+    sample: bool = False,
+) -> tuple[dict, dict, torch.Tensor, dict]:
+    """One batch through the network and the loss: (tensors, outputs, loss, components)."""
+    tb = batch_to_tensors(batch, model.device, bank)
+    with autocast_context(model.device):
+        out = model(tb, sample=sample)
+    loss, comps = autoencoder_loss(
+        out,
+        tb,
+        beta=beta,
+        nh_weight=nh_weight,
+        log_norm_prior=model.config.log_norm_prior,
+        n_params=model.config.latent_dim + 1,
+    )
+    return tb, out, loss, comps
+
+
 def validation_metrics(
     model: LatentAutoencoder,
     batches: Iterator[Mapping[str, np.ndarray]],
@@ -333,7 +357,6 @@ def validation_metrics(
         ``nh_coverage68`` and ``nh_coverage95`` (fraction of true log N_H within 1 and
         1.96 sigma); ``n`` spectra.
     """
-    device = model.device
     was_training = model.training
     model.eval()
     sums: dict[str, float] = {}
@@ -343,17 +366,7 @@ def validation_metrics(
     try:
         with torch.inference_mode():
             for batch in batches:
-                tb = batch_to_tensors(batch, device, bank)
-                with autocast_context(device):
-                    out = model(tb, sample=False)
-                _, comps = autoencoder_loss(
-                    out,
-                    tb,
-                    beta=1.0,
-                    nh_weight=nh_weight,
-                    log_norm_prior=model.config.log_norm_prior,
-                    n_params=n_params,
-                )
+                tb, out, _, comps = _forward(model, batch, bank, beta=1.0, nh_weight=nh_weight)
                 b = len(tb["counts"])
                 for k, v in comps.items():
                     if k != "cstat_dof":
@@ -602,7 +615,6 @@ def _train(
         dynamic_ncols=True,
         desc="training",
     )
-    n_params = config.network.latent_dim + 1
     t_start = time.perf_counter() - float(state["elapsed_s"])
     finished_epochs = state["epoch"]
     stopped = False
@@ -689,16 +701,8 @@ def _train(
                 lr, beta = lr_beta(state["global_step"])
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                tb = batch_to_tensors(batch, device, bank)
-                with autocast_context(device):
-                    out = model(tb, sample=True)
-                loss, comps = autoencoder_loss(
-                    out,
-                    tb,
-                    beta=beta,
-                    nh_weight=config.nh_weight,
-                    log_norm_prior=config.network.log_norm_prior,
-                    n_params=n_params,
+                tb, _, loss, comps = _forward(
+                    model, batch, bank, beta=beta, nh_weight=config.nh_weight, sample=True
                 )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
