@@ -255,3 +255,33 @@ def test_reading_and_hardness_do_not_import_torch() -> None:
     )
     loaded = _modules_after("\n".join(f"import sherpa_latent.{n}" for n in light))
     assert "torch" not in loaded, f"one of {light} imports torch"
+
+
+def test_readme_layout_matches_the_tree() -> None:
+    """Every module is in README.md's layout, and everything it names exists."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    block = text.split("## Layout", 1)[1].split("```", 2)[1]
+    listed: set[str] = set()
+    folder = ""
+    for line in block.splitlines():
+        match = re.match(r"^(\s*)([\w./]+)", line)
+        if not match:
+            continue
+        indent, name = len(match.group(1)), match.group(2)
+        if name.endswith("/") and indent <= 2:
+            folder = "" if name == "sherpa_latent/" else name
+            if indent == 0 and name != "sherpa_latent/":
+                assert (REPO / name).is_dir(), f"README.md names {name}, which is not here"
+                folder = None
+            continue
+        if folder is not None and name.endswith(".py"):
+            listed.add(folder + name)
+    on_disk = {
+        str(p.relative_to(PACKAGE))
+        for p in PACKAGE.rglob("*.py")
+        if p.name != "__init__.py"
+    }
+    assert listed == on_disk, (
+        f"README.md layout lacks {sorted(on_disk - listed)} and names missing "
+        f"{sorted(listed - on_disk)}"
+    )
