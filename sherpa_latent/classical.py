@@ -43,7 +43,8 @@ class ClassicalFit:
     ----------
     nh : tuple of float
         (best fit, lower, upper) of N_H, 10^22 cm^-2, 68% intervals from ``conf``; a bound
-        that reaches the parameter limit is the limit (0 for the lower bound).
+        that reaches the parameter limit is the limit (0 for the lower bound), and the
+        lower bound is 0 whenever N_H = 0 fits within the 68% interval's statistic.
     gamma : tuple of float
         (best fit, lower, upper) photon index.
     norm : float
@@ -62,6 +63,13 @@ class ClassicalFit:
         Why the intervals are missing (NaN bounds), "" when ``conf`` ran: Sherpa's
         ``conf`` refuses a fit whose reduced statistic exceeds 3, since the model is then
         rejected and its intervals would mean nothing.
+    nh_at_limit, gamma_at_limit : tuple of bool
+        Whether the lower and the upper bound are the parameter's limit rather than a
+        measured bound (N_H 0-100 x 10^22 cm^-2, photon index -3 to 10). For N_H a lower
+        bound of 0 means the data are consistent with no absorption; any other bound at a
+        limit means the data do not constrain that side.
+    limit_notes : tuple of str
+        Plain sentences on every bound or best-fit value that is a parameter limit.
     """
 
     nh: tuple[float, float, float]
@@ -74,6 +82,9 @@ class ClassicalFit:
     flux_unabsorbed: float
     band: tuple[float, float] = FIT_BAND
     note: str = ""
+    nh_at_limit: tuple[bool, bool] = (False, False)
+    gamma_at_limit: tuple[bool, bool] = (False, False)
+    limit_notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("nh", "gamma"):
@@ -87,6 +98,9 @@ class ClassicalFit:
         """Plain numbers for JSON (N_H in 10^22 cm^-2, fluxes in erg/cm^2/s)."""
         out = asdict(self)
         out["nh"], out["gamma"], out["band"] = list(self.nh), list(self.gamma), list(self.band)
+        out["nh_at_limit"] = list(self.nh_at_limit)
+        out["gamma_at_limit"] = list(self.gamma_at_limit)
+        out["limit_notes"] = list(self.limit_notes)
         return out
 
 
@@ -170,9 +184,11 @@ def _fit(pha, band, nh_starts, errors) -> ClassicalFit:
     result = fit.fit()
 
     nh_val, gamma_val = float(absorber.nh.val), float(powerlaw.gamma.val)
+    best_ampl = float(powerlaw.ampl.val)
     nh_int = (nh_val, nh_val, nh_val)
     gamma_int = (gamma_val, gamma_val, gamma_val)
     note = ""
+    nh_at_limit = gamma_at_limit = (False, False)
     rstat = result.statval / result.dof if result.dof > 0 else np.inf
     if errors and rstat > fit.estmethod.max_rstat:
         note = (
@@ -188,13 +204,21 @@ def _fit(pha, band, nh_starts, errors) -> ClassicalFit:
         )
         nh_int = _interval(nh_val, *bounds[absorber.nh.fullname], absorber.nh)
         gamma_int = _interval(gamma_val, *bounds[powerlaw.gamma.fullname], powerlaw.gamma)
+        if nh_int[1] > absorber.nh.min and _fits_within(
+            fit, absorber.nh, absorber.nh.min, result.statval + _DELTA_STAT_68
+        ):
+            nh_int = (nh_int[0], float(absorber.nh.min), nh_int[2])
+        nh_at_limit = _at_limit(nh_int, absorber.nh)
+        gamma_at_limit = _at_limit(gamma_int, powerlaw.gamma)
 
+    # conf and the profile check move the parameters: the fluxes are of the best fit.
+    absorber.nh.val, powerlaw.gamma.val, powerlaw.ampl.val = nh_val, gamma_val, best_ampl
     flux_abs = float(calc_energy_flux(pha, source, *band))
     flux_unabs = float(calc_energy_flux(pha, powerlaw, *band))
     return ClassicalFit(
         nh=nh_int,
         gamma=gamma_int,
-        norm=float(powerlaw.ampl.val),
+        norm=best_ampl,
         statistic="wstat" if has_background else "cstat",
         stat=float(result.statval),
         dof=int(result.dof),
@@ -202,6 +226,12 @@ def _fit(pha, band, nh_starts, errors) -> ClassicalFit:
         flux_unabsorbed=flux_unabs,
         band=(float(band[0]), float(band[1])),
         note=note,
+        nh_at_limit=nh_at_limit,
+        gamma_at_limit=gamma_at_limit,
+        limit_notes=_limit_notes(
+            {"N_H": (absorber.nh, nh_int, nh_at_limit),
+             "Gamma": (powerlaw.gamma, gamma_int, gamma_at_limit)}
+        ),
     )
 
 
@@ -210,3 +240,55 @@ def _interval(value: float, err_lo, err_hi, par) -> tuple[float, float, float]:
     lo = par.min if err_lo is None or not np.isfinite(err_lo) else value + err_lo
     hi = par.max if err_hi is None or not np.isfinite(err_hi) else value + err_hi
     return float(value), float(min(lo, value)), float(max(hi, value))
+
+
+_DELTA_STAT_68 = 1.0
+"""Rise of the Cash statistic that bounds a 68% interval of one parameter."""
+
+
+def _fits_within(fit: Fit, par, value: float, stat_limit: float) -> bool:
+    """Whether the fit with ``par`` frozen at ``value`` reaches a statistic below the limit.
+
+    The other free parameters are refitted (a profile point); everything is restored.
+    """
+    saved = [(p, p.val) for p in fit.model.pars if not p.frozen]
+    try:
+        par.val = value
+        par.freeze()
+        return bool(fit.fit().statval <= stat_limit)
+    finally:
+        par.thaw()
+        for p, v in saved:
+            p.val = v
+
+
+def _at_limit(interval: tuple[float, float, float], par) -> tuple[bool, bool]:
+    """Whether each bound of an interval is the parameter's hard limit."""
+    _, lo, hi = interval
+    span = par.max - par.min
+    return bool(lo <= par.min + 1e-9 * span), bool(hi >= par.max - 1e-9 * span)
+
+
+def _limit_notes(params: dict) -> tuple[str, ...]:
+    """Sentences on the best fits and bounds that are parameter limits, not measurements.
+
+    ``params`` maps a printed name to (parameter, (value, lo, hi), (lo at limit, hi at limit)).
+    """
+    notes = []
+    for name, (par, (value, _, _), (lo_hit, hi_hit)) in params.items():
+        span = par.max - par.min
+        for side, limit in (("lower", par.min), ("upper", par.max)):
+            if name == "N_H" and limit == 0:
+                continue  # no absorption is a physical answer, not a failure
+            if abs(value - limit) <= 1e-4 * span:
+                notes.append(
+                    f"{name}'s best fit is at its {side} limit {limit:g}: the fit did not "
+                    "converge inside the allowed range"
+                )
+        if name == "N_H" and lo_hit and par.min == 0:
+            notes.append("N_H is consistent with 0 (lower bound at the limit 0)")
+        elif lo_hit:
+            notes.append(f"{name} is unconstrained below (lower bound at the limit {par.min:g})")
+        if hi_hit:
+            notes.append(f"{name} is unconstrained above (upper bound at the limit {par.max:g})")
+    return tuple(notes)

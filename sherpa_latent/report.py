@@ -87,6 +87,9 @@ class SpectrumReport:
                 "flux_unabsorbed": fit.flux_unabsorbed,
                 "band": list(fit.band),
                 "note": fit.note,
+                "nh_at_limit": list(fit.nh_at_limit),
+                "gamma_at_limit": list(fit.gamma_at_limit),
+                "limit_notes": fit.limit_notes,
             }
         return out
 
@@ -112,13 +115,14 @@ class SpectrumReport:
             fit = self.classical
             lines += [
                 f"  classical   wabs * powlaw1d, {fit.statistic} {fit.stat:.1f} for {fit.dof} dof",
-                f"              N_H {_interval(fit.nh, '{:.3g}')} x 10^22 cm^-2   "
-                f"Gamma {_interval(fit.gamma, '{:.2f}')}   (68%)",
+                f"              N_H {_interval(fit.nh, '{:.3g}', fit.nh_at_limit)} x 10^22 cm^-2   "
+                f"Gamma {_interval(fit.gamma, '{:.2f}', fit.gamma_at_limit)}   (68%)",
                 f"              flux {lo:g}-{hi:g} keV: {fit.flux_absorbed:.3g} absorbed, "
                 f"{fit.flux_unabsorbed:.3g} unabsorbed erg/cm^2/s",
             ]
             if fit.note:
                 lines.append(f"              no intervals: {fit.note}")
+            lines += [f"              {note}" for note in fit.limit_notes]
         if self.latent is not None:
             lat = self.latent
             pred = lat.predicted_hardness
@@ -136,11 +140,16 @@ class SpectrumReport:
         return "\n".join(lines)
 
 
-def _interval(values, fmt: str) -> str:
+def _interval(values, fmt: str, at_limit: tuple[bool, bool] = (False, False)) -> str:
+    """``value [lo, hi]``; a bound that is a parameter limit, not a measurement, says so."""
     value, lo, hi = values
     if np.isnan(lo) and np.isnan(hi):
         return f"{fmt.format(value)} [no interval]"
-    return f"{fmt.format(value)} [{fmt.format(lo)}, {fmt.format(hi)}]"
+    bounds = [
+        fmt.format(b) + (" (limit)" if hit else "")
+        for b, hit in zip((lo, hi), at_limit, strict=True)
+    ]
+    return f"{fmt.format(value)} [{bounds[0]}, {bounds[1]}]"
 
 
 def _json_interval(values) -> list[float | None]:
