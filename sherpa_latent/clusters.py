@@ -72,7 +72,42 @@ class ClusterModel:
         )
         if self.means.shape[0] != k or self.class_counts.shape != (k, len(self.class_names)):
             raise ValueError("cluster arrays do not agree in their number of components")
+        self._validate()
         self.metadata = dict(metadata or {})
+
+    def _validate(self) -> None:
+        """Refuse arrays that cannot be a Gaussian mixture (NaN, negative weights, shapes)."""
+        shapes = {
+            "full": ("kdd", "kdd"),
+            "tied": ("dd", "dd"),
+            "diag": ("kd", "kd"),
+            "spherical": ("k", "k"),
+        }
+        if self.covariance_type not in shapes:
+            raise ValueError(f"unknown covariance type {self.covariance_type!r}")
+        k = len(self.weights)
+        if self.means.ndim != 2 or k == 0:
+            raise ValueError(f"means must be (K, D) with K > 0, got {self.means.shape}")
+        d = self.means.shape[1]
+        sizes = {"k": k, "d": d}
+        for name, letters in zip(
+            ("covariances", "precisions_cholesky"), shapes[self.covariance_type], strict=True
+        ):
+            want = tuple(sizes[c] for c in letters)
+            if getattr(self, name).shape != want:
+                raise ValueError(f"{name} has shape {getattr(self, name).shape}, expected {want}")
+        for name in ("weights", "means", "covariances", "precisions_cholesky", "class_counts"):
+            if not np.all(np.isfinite(getattr(self, name))):
+                raise ValueError(f"{name} holds NaN or infinite values")
+        if np.any(self.weights < 0) or not np.isclose(self.weights.sum(), 1.0, atol=1e-6):
+            raise ValueError("mixture weights must be non-negative and sum to 1")
+        if np.any(self.class_counts < 0):
+            raise ValueError("class counts must be non-negative")
+        diag = self.precisions_cholesky
+        if self.covariance_type in ("full", "tied"):
+            diag = np.diagonal(diag, axis1=-2, axis2=-1)
+        if np.any(diag <= 0):
+            raise ValueError("precision Cholesky factors must have a positive diagonal")
 
     @property
     def n_components(self) -> int:
