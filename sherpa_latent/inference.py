@@ -191,8 +191,24 @@ class LatentEncoder:
         )
 
     def decode(self, z: np.ndarray, log_norm: float | np.ndarray) -> np.ndarray:
-        """Photon flux on the model grid (photons/cm^2/s per bin) for latents and norm."""
-        return self.model.decode_numpy(np.asarray(z, dtype=np.float32), log_norm)
+        """Photon flux on the model grid for latents and a normalisation.
+
+        The network's own decoder (``LatentAutoencoder.decode``) in the network's dtype
+        (float32 as loaded), on its device.
+
+        Parameters
+        ----------
+        z : ndarray, shape (latent_dim,) or (B, latent_dim)
+            Shape latents.
+        log_norm : float or ndarray, shape (B,)
+            log10 of the 0.5-7 keV photon flux, photons/cm^2/s.
+
+        Returns
+        -------
+        ndarray, shape (n_model,) or (B, n_model)
+            photons/cm^2/s per model-grid bin, float64.
+        """
+        return self.model.decode_numpy(np.asarray(z, dtype=float), log_norm)
 
 
 def _hardness_of(counts: np.ndarray, grid) -> dict[str, float]:

@@ -31,19 +31,20 @@ network: run the saved script after ``from sherpa_latent.ui import *`` (which re
 ``latent``) and, when the component used a network other than the default, after
 ``load_network(path)``.
 
-torch is needed only to read the network: evaluation uses a float64 numpy copy of the
-decoder, so that the finite-difference derivatives of Sherpa's optimisers are smooth.
+Evaluation runs the network's own decoder (``LatentAutoencoder.decode``) on a float64 CPU
+copy of the network, so that the finite-difference derivatives of Sherpa's optimisers are
+smooth.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.special import erf
 from sherpa.models.model import RegriddableModel1D, modelCacher1d
 from sherpa.models.parameter import Parameter, hugeval
 
@@ -173,16 +174,19 @@ def _network_id(encoder: LatentEncoder) -> tuple[str, str]:
 
 
 # --------------------------------------------------------------------------------------
-# the decoder in float64 numpy
+# the decoder in float64
 # --------------------------------------------------------------------------------------
 class _Decoder:
-    """A float64 copy of a network's decoder: latents -> spectrum with unit band flux.
+    """A float64 CPU copy of a network, evaluated through its own decoder.
 
-    The same arithmetic as ``LatentAutoencoder.log_shape`` (MLP logits, log-sum-exp
-    normalisation over the norm band, clamping), in double precision.
+    The spectrum comes from ``LatentAutoencoder.decode``, the method that training and
+    encoding use, run on ``copy.deepcopy(model)`` converted to float64: double precision
+    keeps the finite-difference derivatives of Sherpa's optimisers smooth.
     """
 
     def __init__(self, encoder: LatentEncoder) -> None:
+        import torch
+
         model = encoder.model
         cfg = model.config
         self.path, self.sha256 = _network_id(encoder)
@@ -191,85 +195,40 @@ class _Decoder:
         self.edges = np.asarray(self.grid.edges, dtype=float)
         self.log_edges = np.log(self.edges)
         self.norm_band = tuple(float(v) for v in cfg.norm_band)
-        weights = model.band_weights.detach().double().cpu().numpy()
-        with np.errstate(divide="ignore"):
-            self.log_band_weights = np.log(weights)
-        self.layers: list[tuple[str, Any]] | None = _numpy_layers(model.decoder)
-        self._torch_decoder = None
-        if self.layers is None:  # an architecture the numpy path does not know
-            import copy
+        # the whole network (under a million weights): decode() needs its band weights
+        self.network = copy.deepcopy(model).to("cpu", torch.float64).eval()
+        _single_threaded_torch_after_fork()
 
-            import torch
+    def flux(self, z: np.ndarray, norm: float) -> np.ndarray:
+        """Photon flux per model-grid bin, photons/cm^2/s, float64.
 
-            self._torch_decoder = copy.deepcopy(model.decoder).to("cpu", torch.float64).eval()
-
-    def logits(self, z: np.ndarray) -> np.ndarray:
-        """Decoder output before normalisation, shape (n_model,)."""
-        if self.layers is None:
-            import torch
-
-            with torch.inference_mode():
-                out = self._torch_decoder(torch.as_tensor(z[None, :], dtype=torch.float64))
-            return out[0].numpy()
-        x = z
-        for kind, arg in self.layers:
-            if kind == "linear":
-                weight, bias = arg
-                # einsum, not BLAS: a matrix-vector product this small gains nothing from
-                # threads, and BLAS threads beside torch's OpenMP ones can be 20x slower
-                x = np.einsum("ij,j->i", weight, x) + bias
-            elif kind == "gelu":
-                x = _gelu(x, arg)
-            elif kind == "relu":
-                x = np.maximum(x, 0.0)
-            elif kind == "tanh":
-                x = np.tanh(x)
-            elif kind == "silu":
-                x = x / (1.0 + np.exp(-x))
-        return x
-
-    def shape(self, z: np.ndarray) -> np.ndarray:
-        """Photon flux per model-grid bin for a 0.5-7 keV photon flux of 1, float64."""
-        logits = self.logits(np.asarray(z, dtype=float))
-        weighted = logits + self.log_band_weights  # -inf outside the band
-        top = float(np.max(weighted))
-        lse = top + np.log(np.sum(np.exp(weighted - top)))
-        return np.exp(np.clip(logits - lse, -80.0, 30.0))
+        Parameters
+        ----------
+        z : ndarray, shape (latent_dim,)
+            Shape latents.
+        norm : float
+            Photon flux in the norm band (0.5-7 keV), photons/cm^2/s; > 0.
+        """
+        return self.network.decode_numpy(np.asarray(z, dtype=float), np.log10(norm))
 
 
-def _gelu(x: np.ndarray, approximate: str) -> np.ndarray:
-    if approximate == "tanh":
-        return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
-    return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
+_fork_hook: dict[str, bool] = {"registered": False}
 
 
-def _numpy_layers(decoder) -> list[tuple[str, Any]] | None:
-    """The decoder's layers as numpy arrays, or None when a layer is of an unknown kind."""
-    from torch import nn
+def _single_threaded_torch_after_fork() -> None:
+    """Make torch single-threaded in processes forked from this one (registered once).
 
-    layers: list[tuple[str, Any]] = []
-    for module in decoder.children() if isinstance(decoder, nn.Sequential) else [decoder]:
-        if isinstance(module, nn.Linear):
-            weight = module.weight.detach().double().cpu().numpy()
-            bias = (
-                np.zeros(weight.shape[0])
-                if module.bias is None
-                else module.bias.detach().double().cpu().numpy()
-            )
-            layers.append(("linear", (weight, bias)))
-        elif isinstance(module, nn.GELU):
-            layers.append(("gelu", module.approximate))
-        elif isinstance(module, nn.ReLU):
-            layers.append(("relu", None))
-        elif isinstance(module, nn.Tanh):
-            layers.append(("tanh", None))
-        elif isinstance(module, nn.SiLU):
-            layers.append(("silu", None))
-        elif isinstance(module, (nn.Identity, nn.Dropout)):
-            continue
-        else:
-            return None
-    return layers
+    Sherpa's ``conf`` (and other parallel commands) evaluate the model in forked worker
+    processes; torch's OpenMP thread pool, once used in the parent, does not survive a
+    fork, and a multi-threaded torch operation in the child then waits forever.
+    """
+    with _lock:
+        if _fork_hook["registered"] or not hasattr(os, "register_at_fork"):
+            return
+        import torch
+
+        os.register_at_fork(after_in_child=lambda: torch.set_num_threads(1))
+        _fork_hook["registered"] = True
 
 
 def _decoder_for(path: str, sha256: str) -> _Decoder:
@@ -435,7 +394,7 @@ class LatentSpectrum(RegriddableModel1D):
         dec = self.decoder()
         if not norm > 0:
             return np.zeros(dec.grid.nbins)
-        return norm * dec.shape(pars[:LATENT_DIM])
+        return dec.flux(pars[:LATENT_DIM], norm)
 
     @modelCacher1d
     def calc(self, pars, xlo, xhi=None, **kwargs) -> np.ndarray:

@@ -402,16 +402,40 @@ class LatentAutoencoder(nn.Module):
         }
 
     # --- decoder ----------------------------------------------------------------------
+    @property
+    def decoder_dtype(self) -> torch.dtype:
+        """Floating-point type of the decoder weights, in which it computes.
+
+        float32 as trained; float64 in the copy that the Sherpa model ``latent``
+        evaluates (``copy.deepcopy(model).to("cpu", torch.float64)``).
+        """
+        return self.decoder[-1].weight.dtype
+
     def log_shape(self, z: Tensor) -> Tensor:
-        """Natural log of the normalised shape, (B, n_model): its norm-band photon flux is 1."""
+        """Natural log of the normalised shape, (B, n_model): its norm-band photon flux is 1.
+
+        Parameters
+        ----------
+        z : Tensor, shape (B, latent_dim)
+            Shape latents (cast to :attr:`decoder_dtype`).
+
+        Returns
+        -------
+        Tensor, shape (B, n_model)
+            log of photons/cm^2/s per model-grid bin for a unit 0.5-7 keV photon flux, in
+            :attr:`decoder_dtype` (autocast is off here).
+        """
         with torch.autocast(device_type=z.device.type, enabled=False):
-            logits = self.decoder(z.float())
+            logits = self.decoder(z.to(self.decoder_dtype))
             logw = torch.log(self.band_weights)  # -inf outside the band
             lse = torch.logsumexp(logits + logw, dim=-1, keepdim=True)
             return (logits - lse).clamp(-80.0, 30.0)
 
     def decode(self, z: Tensor, log_norm: Tensor) -> Tensor:
         """Intrinsic photon spectrum on the model grid.
+
+        The one implementation of the decoder: training, encoding and the Sherpa model
+        (on a float64 copy of the network) all go through it.
 
         Parameters
         ----------
@@ -423,9 +447,10 @@ class LatentAutoencoder(nn.Module):
         Returns
         -------
         Tensor, shape (B, n_model)
-            Photon flux integrated over each model-grid bin, photons/cm^2/s (float32).
+            Photon flux integrated over each model-grid bin, photons/cm^2/s, in
+            :attr:`decoder_dtype` (float32 for a network as trained).
         """
-        log_norm = log_norm.float().reshape(-1, 1)
+        log_norm = log_norm.to(self.decoder_dtype).reshape(-1, 1)
         with torch.autocast(device_type=z.device.type, enabled=False):
             return torch.exp(self.log_shape(z) + log_norm * _LN10)
 
@@ -437,25 +462,32 @@ class LatentAutoencoder(nn.Module):
     def decode_numpy(self, z: np.ndarray, log_norm: np.ndarray | float) -> np.ndarray:
         """:meth:`decode` for numpy input (one spectrum or a batch), float64 output.
 
+        The inputs are cast to :attr:`decoder_dtype` on the model's device, so a float64
+        copy of the network decodes in double precision and the trained float32 network
+        in single precision.
+
         Parameters
         ----------
         z : ndarray, shape (latent_dim,) or (B, latent_dim)
+            Shape latents.
         log_norm : float or ndarray, shape (B,)
-            log10 photons/cm^2/s in the norm band.
+            log10 photons/cm^2/s in the norm band (0.5-7 keV).
 
         Returns
         -------
         ndarray, shape (n_model,) or (B, n_model)
             photons/cm^2/s per model-grid bin.
         """
-        z = np.asarray(z, dtype=np.float32)
+        z = np.asarray(z, dtype=np.float64)
         single = z.ndim == 1
-        zt = torch.as_tensor(np.atleast_2d(z), device=self.device)
+        dtype, device = self.decoder_dtype, self.device
+        zt = torch.as_tensor(np.atleast_2d(z), dtype=dtype, device=device)
         ln = torch.as_tensor(
-            np.broadcast_to(np.asarray(log_norm, np.float32), (zt.shape[0],)).copy(),
-            device=self.device,
+            np.broadcast_to(np.asarray(log_norm, np.float64), (zt.shape[0],)).copy(),
+            dtype=dtype,
+            device=device,
         )
-        out = self.decode(zt, ln).double().cpu().numpy()
+        out = self.decode(zt, ln).to(torch.float64).cpu().numpy()
         return out[0] if single else out
 
     # --- whole pass ---------------------------------------------------------------------

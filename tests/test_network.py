@@ -106,6 +106,28 @@ def test_decode_numpy_matches(model):
     np.testing.assert_allclose(out, ref[0].double().numpy(), rtol=1e-6)
 
 
+def test_decode_in_the_module_dtype(model):
+    """One decoder: a float64 copy runs the same decode() in double precision (the Sherpa
+    model's path), the float32 network stays float32 (training and encoding)."""
+    import copy
+
+    double = copy.deepcopy(model).to(torch.float64)
+    assert model.decoder_dtype == torch.float32 and double.decoder_dtype == torch.float64
+    z = torch.linspace(-2.0, 2.0, 16, dtype=torch.float64).reshape(2, 8)
+    log_norm = torch.tensor([-4.0, -2.5], dtype=torch.float64)
+    with torch.no_grad():
+        single, exact = model.decode(z, log_norm), double.decode(z, log_norm)
+    assert single.dtype == torch.float32 and exact.dtype == torch.float64
+    torch.testing.assert_close(single.double(), exact, rtol=2e-5, atol=0)
+    # the numpy wrapper goes through the same method, in the module's dtype
+    out = double.decode_numpy(z.numpy(), log_norm.numpy())
+    np.testing.assert_array_equal(out, exact.numpy())
+    assert double.decode_numpy(z[0].numpy(), -4.0).shape == (N_MODEL,)
+    # band flux 10**log_norm to double precision
+    frac = MODEL_GRID.band_weights((0.5, 7.0)).astype(np.float32).astype(np.float64)
+    np.testing.assert_allclose(out @ frac, 10.0 ** log_norm.numpy(), rtol=1e-13)
+
+
 def test_cstat_definition():
     n = torch.tensor([0.0, 1.0, 5.0, 100.0])
     assert torch.allclose(cstat(n, n.clamp_min(1e-10)), torch.zeros(4), atol=1e-6)
