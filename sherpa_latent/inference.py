@@ -242,10 +242,10 @@ def load_encoder(
         "auto" (CUDA when present), "cpu" or "cuda".
     """
     from .clusters import ClusterModel
-    from .network import load_network
+    from .network import read_network
 
     path = None if network in (None, "default") else Path(network)
-    model = load_network(path, device=device)
+    model = read_network(path, device=device)
     if clusters is None:
         folder = Path(model.source_path).parent
         candidate = folder / "clusters.safetensors"

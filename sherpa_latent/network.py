@@ -38,7 +38,7 @@ used bins minus latent_dim + 1) is reported beside it.
 
 Files hold no pickle: weights go in a safetensors file and the metadata (config, grids,
 class names, training recipe, version, metrics and the weights' SHA-256) in a JSON file
-beside it. :func:`load_network` checks the checksum and raises
+beside it. :func:`read_network` checks the checksum and raises
 :class:`~sherpa_latent.errors.NetworkFileError` on any mismatch.
 """
 
@@ -77,7 +77,7 @@ __all__ = [
     "stack_representations",
     "encode_batch",
     "save_network",
-    "load_network",
+    "read_network",
     "default_network_path",
 ]
 
@@ -151,6 +151,19 @@ class NetworkConfig:
     version: str = "0.1.0"
 
     def __post_init__(self) -> None:
+        for name in ("d_model", "n_layers", "n_heads", "ff_dim", "latent_dim",
+                     "n_energy_features", "patch_size", "n_classes"):  # fmt: skip
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout!r}")
+        if not self.decoder_widths or any(
+            isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in self.decoder_widths
+        ):
+            raise ValueError(
+                f"decoder_widths must be whole numbers >= 1, got {self.decoder_widths!r}"
+            )
         self.decoder_widths = tuple(int(w) for w in self.decoder_widths)
         self.norm_band = (float(self.norm_band[0]), float(self.norm_band[1]))
         self.log_norm_prior = (float(self.log_norm_prior[0]), float(self.log_norm_prior[1]))
@@ -983,7 +996,7 @@ def default_network_path() -> Path:
     return DATA_DIR / "network.safetensors"
 
 
-def load_network(
+def read_network(
     path_or_dir: str | os.PathLike | None = None, device: str | torch.device | None = "auto"
 ) -> LatentAutoencoder:
     """Load a network saved by :func:`save_network`, checking its SHA-256.
@@ -1024,6 +1037,9 @@ def load_network(
         state = _st_load_file(str(weights), device="cpu")
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
         raise NetworkFileError(str(weights), f"not a readable safetensors file ({exc})") from None
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise NetworkFileError(str(weights), f"weights hold NaN or infinite values ({bad[0]})")
     model = LatentAutoencoder(config)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)

@@ -17,7 +17,7 @@ from sherpa_latent import load_spectrum
 from sherpa_latent.classes import CLASS_NAMES
 from sherpa_latent.errors import NetworkFileError
 from sherpa_latent.inference import load_encoder
-from sherpa_latent.network import default_network_path, load_network
+from sherpa_latent.network import default_network_path, read_network
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_changed_network_bytes_are_refused(tmp_path: Path) -> None:
     data[len(data) // 2] ^= 0x01
     weights.write_bytes(bytes(data))
     with pytest.raises(NetworkFileError, match="SHA-256"):
-        load_network(weights, device="cpu")
+        read_network(weights, device="cpu")
 
 
 def test_report_json_has_the_latent_object(pha_3c273: Path) -> None:

@@ -20,7 +20,7 @@ from sherpa_latent.network import (
     cstat,
     cstat_expectation,
     encode_batch,
-    load_network,
+    read_network,
     resolve_device,
     save_network,
     sidecar_path,
@@ -228,7 +228,7 @@ def test_save_load_roundtrip(model, tmp_path):
     meta = json.loads(sidecar_path(path).read_text())
     assert meta["class_names"][2] == "HMXB" and len(meta["sha256"]) == 64
     assert meta["model_grid"] == MODEL_GRID.to_dict()
-    loaded = load_network(path, device="cpu")
+    loaded = read_network(path, device="cpu")
     assert loaded.metadata["metrics"]["cstat_dof_median"] == 1.02
     batch = fake_batch(5)
     a = encode_batch(model, batch, "cpu")
@@ -237,8 +237,8 @@ def test_save_load_roundtrip(model, tmp_path):
         np.testing.assert_array_equal(a[key], b[key])
     # the folder and the JSON file name it too
     save_network(model, tmp_path, None)
-    assert load_network(tmp_path, "cpu").config == model.config
-    assert load_network(sidecar_path(path), "cpu").sha256 == meta["sha256"]
+    assert read_network(tmp_path, "cpu").config == model.config
+    assert read_network(sidecar_path(path), "cpu").sha256 == meta["sha256"]
 
 
 def test_changed_byte_is_refused(model, tmp_path):
@@ -247,18 +247,18 @@ def test_changed_byte_is_refused(model, tmp_path):
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
     with pytest.raises(NetworkFileError) as err:
-        load_network(path, "cpu")
+        read_network(path, "cpu")
     msg = str(err.value)
     assert "net.safetensors" in msg and "SHA-256" in msg and "\n" not in msg
 
 
 def test_missing_or_bad_metadata(model, tmp_path):
     with pytest.raises(NetworkFileError, match="not found"):
-        load_network(tmp_path / "nothing.safetensors", "cpu")
+        read_network(tmp_path / "nothing.safetensors", "cpu")
     path = save_network(model, tmp_path / "net.safetensors")
     sidecar_path(path).write_text("{not json")
     with pytest.raises(NetworkFileError, match="JSON"):
-        load_network(path, "cpu")
+        read_network(path, "cpu")
 
 
 def test_refuses_overwrite_without_clobber(model, tmp_path):
@@ -271,7 +271,7 @@ def test_refuses_overwrite_without_clobber(model, tmp_path):
         model.decoder[-1].bias.add_(1.0)
     save_network(model, path, clobber=True)
     assert path.read_bytes() != before
-    load_network(path, "cpu")  # checksum updated with the weights
+    read_network(path, "cpu")  # checksum updated with the weights
     assert not list(tmp_path.glob("*.tmp"))
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sherpa_latent.cli import main as cli_main
-from sherpa_latent.network import load_network
+from sherpa_latent.network import read_network
 from sherpa_latent.training.evaluate import evaluate
 from sherpa_latent.training.recipe import Recipe
 
@@ -73,13 +73,13 @@ def test_one_command_makes_a_network_with_its_recipe(tiny_run: Path) -> None:
     split = json.loads((work / "response_split.json").read_text())
     assert set(split["train"]).isdisjoint(split["test"])
     assert any("acisf04938" in name for name in split["held_out_names"])
-    model = load_network(work / "network", device="cpu")
+    model = read_network(work / "network", device="cpu")
     meta = model.metadata
     assert "sherpa-latent train" in json.dumps(meta)
     assert (work / "network" / "clusters.safetensors").exists()
     # Running the same command again finds everything done and does not start over.
     assert cli_main(["train", str(tiny_run / "tiny.toml")]) == 0
-    assert load_network(work / "network", device="cpu").metadata["sha256"] == meta["sha256"]
+    assert read_network(work / "network", device="cpu").metadata["sha256"] == meta["sha256"]
 
 
 def test_evaluation_writes_every_number(tiny_run: Path, tmp_path: Path) -> None:

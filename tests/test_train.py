@@ -19,7 +19,7 @@ from sherpa_latent.network import (
     NetworkConfig,
     autoencoder_loss,
     batch_to_tensors,
-    load_network,
+    read_network,
     sidecar_path,
 )
 from sherpa_latent.training.shards import find_shards, shard_batches
@@ -185,8 +185,8 @@ def test_train_resume_matches_uninterrupted(toy_dir, tmp_path):
     done = train(cfg, command_line="test run")
     assert done.finished and done.steps == full.steps
 
-    a = load_network(full.network_path, "cpu").state_dict()
-    b = load_network(done.network_path, "cpu").state_dict()
+    a = read_network(full.network_path, "cpu").state_dict()
+    b = read_network(done.network_path, "cpu").state_dict()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
     assert (tmp_path / "split" / "metrics.jsonl").read_text().count("\n") == 2
@@ -222,7 +222,7 @@ def test_resume_refuses_other_network(toy_dir, tmp_path):
 def test_clobber_trains_a_finished_run_again(toy_dir, tmp_path):
     cfg = tiny_train_config(toy_dir, tmp_path / "run", epochs=1)
     first = train(cfg)
-    before = load_network(first.network_path, "cpu").state_dict()
+    before = read_network(first.network_path, "cpu").state_dict()
     # A new KL weight with clobber: trained again from step 0, not resumed from the end.
     again = train(
         tiny_train_config(toy_dir, tmp_path / "run", epochs=1, beta_max=0.5, clobber=True)
@@ -230,7 +230,7 @@ def test_clobber_trains_a_finished_run_again(toy_dir, tmp_path):
     assert again.finished and again.steps == first.steps
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["step"] == first.steps
-    after = load_network(again.network_path, "cpu").state_dict()
+    after = read_network(again.network_path, "cpu").state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
     meta = json.loads(sidecar_path(again.network_path).read_text())
     assert meta["training"]["recipe"]["beta_max"] == 0.5

@@ -52,12 +52,12 @@ def test_shipped_files_are_sealed() -> None:
     ids=["grid", "config", "added key", "removed key"],
 )
 def test_any_edit_to_the_network_metadata_is_refused(network_copy: Path, change) -> None:
-    from sherpa_latent.network import load_network
+    from sherpa_latent.network import read_network
 
     side = network_copy / "network.json"
     _edit(side, change)
     with pytest.raises(NetworkFileError) as err:
-        load_network(network_copy, device="cpu")
+        read_network(network_copy, device="cpu")
     message = str(err.value)
     assert str(side) in message and "metadata_sha256" in message and "\n" not in message
 
@@ -82,3 +82,33 @@ def test_nan_cluster_arrays_are_refused_even_with_fresh_checksums(network_copy: 
     with pytest.raises(NetworkFileError) as err:
         ClusterModel.load(weights)
     assert str(weights) in str(err.value) and "NaN" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("n_heads", 0), ("latent_dim", "eight"), ("d_model", -4), ("dropout", 2.0)],
+)
+def test_nonsense_configs_are_refused_even_with_fresh_checksums(
+    network_copy: Path, key: str, value
+) -> None:
+    from sherpa_latent.network import read_network
+
+    side = network_copy / "network.json"
+    _edit(side, lambda m: m["config"].__setitem__(key, value), reseal=True)
+    with pytest.raises(NetworkFileError) as err:
+        read_network(network_copy, device="cpu")
+    assert str(side) in str(err.value) and key in str(err.value)
+
+
+def test_nan_weights_are_refused(tmp_path: Path) -> None:
+    import torch
+
+    from sherpa_latent.network import LatentAutoencoder, NetworkConfig, read_network, save_network
+
+    model = LatentAutoencoder(NetworkConfig(d_model=16, n_layers=1, n_heads=2, ff_dim=32))
+    with torch.no_grad():
+        model.decoder[-1].weight[0, 0] = float("nan")
+    path = save_network(model, tmp_path / "net")
+    with pytest.raises(NetworkFileError, match="NaN") as err:
+        read_network(path, device="cpu")
+    assert str(path) in str(err.value)

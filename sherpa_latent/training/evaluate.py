@@ -35,7 +35,7 @@ from ..clusters import ClusterModel
 from ..fileio import atomic_output, write_json
 from ..grids import CSC_BANDS, FIT_BAND, INPUT_GRID
 from ..hardness import hardness_ratios_from_counts
-from ..network import encode_batch, load_network
+from ..network import encode_batch, read_network
 from ..spectrum import ResponseRepresentation
 from .folding import fit_absorbed_powerlaw_projected
 from .response_library import ResponseLibrary
@@ -259,7 +259,7 @@ def evaluate(
     library = ResponseLibrary.load(library_path)
     data = load_shards(test_dir)
     n = len(data["counts"])
-    model = load_network(network, device=device)
+    model = read_network(network, device=device)
     clusters_path = None if network is None else _clusters_beside(network)
     clusters = ClusterModel.load(clusters_path)
     rng = np.random.default_rng(seed)

@@ -243,12 +243,12 @@ def calibrate_nh_intervals(network_path, val_dir, *, level: float = 0.68) -> dic
     dict
         The calibration, ``{"edges": [...], "scales": [...], "level": ...}``.
     """
-    from ..network import encode_batch, load_network, save_network
+    from ..network import encode_batch, read_network, save_network
     from .evaluate import load_shards
     from .shards import library_path
     from .train import response_bank
 
-    model = load_network(network_path, device="cpu")
+    model = read_network(network_path, device="cpu")
     if "nh_calibration" in model.metadata:
         return model.metadata["nh_calibration"]
     data = load_shards(val_dir)
@@ -289,11 +289,11 @@ def calibrate_latent_widths(
     dict
         ``{"scales": [...], "pull_quantile_68": [...], "n_pairs": ...}``.
     """
-    from ..network import encode_batch, load_network, save_network
+    from ..network import encode_batch, read_network, save_network
     from .response_library import ResponseLibrary
     from .simulate import draw_parameters, fold, intrinsic_flux, normalise_to_counts
 
-    model = load_network(network_path, device="cpu")
+    model = read_network(network_path, device="cpu")
     if "latent_calibration" in model.metadata:
         return model.metadata["latent_calibration"]
     library = ResponseLibrary.load(library_path)
