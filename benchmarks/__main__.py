@@ -21,6 +21,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
+READING_SPECTRA = (
+    "3c273.pi",
+    "acisf04938_000N002_r0043_pha3.fits",
+    "acisf07867_000N001_r0002_pha3.fits",
+)
+"""The real spectra (with background, ARF and RMF) of the sherpa package timed for reading."""
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -32,6 +39,8 @@ class Plan:
     scaling_shards: tuple[int, ...] = (10_000, 100_000, 1_000_000)
     shard_batch: int = 1024
     breakdown_files: int = 300
+    reading_files: int = 100
+    reading_repeats: int = 3
     classical_files: int = 12
     agreement_files: int | None = None
     repeats: int = 5
@@ -45,6 +54,8 @@ QUICK = Plan(
     scaling_shards=(1000, 2000),
     shard_batch=500,
     breakdown_files=6,
+    reading_files=4,
+    reading_repeats=2,
     classical_files=1,
     agreement_files=1,
     repeats=1,
@@ -122,6 +133,12 @@ def run(plan: Plan, work_dir: Path, out_dir: Path, *, gpu: bool = True) -> dict:
     ]
     _log("where the time goes")
     results["breakdown"] = speed.time_breakdown(paths[: plan.breakdown_files], encoder)
+    _log("reading: the reader beside Sherpa's read_pha")
+    package = [p for p in real_spectrum_files(shared=None) if p.name in READING_SPECTRA]
+    results["reading"] = {
+        "simulated": speed.reading(paths[: plan.reading_files], repeats=plan.reading_repeats),
+        "sherpa_package": speed.reading(package, repeats=max(plan.reading_repeats, 10)),
+    }
     _log("classical loop")
     results["classical"] = speed.classical_loop(paths[: plan.classical_files])
     e2e_two = results["end_to_end"][1]["seconds_per_spectrum"]

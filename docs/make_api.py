@@ -24,9 +24,12 @@ API_MD = Path(__file__).resolve().parent / "api.md"
 
 MODULES = (
     "sherpa_latent",
+    "sherpa_latent.grids",
+    "sherpa_latent.reader",
     "sherpa_latent.spectrum",
     "sherpa_latent.hardness",
     "sherpa_latent.classical",
+    "sherpa_latent.clusters",
     "sherpa_latent.inference",
     "sherpa_latent.models",
     "sherpa_latent.ui",

@@ -8,13 +8,14 @@ run that was interrupted goes on from where it stopped. :func:`write_table` writ
 table as FITS atomically, with provenance keywords, and refuses to overwrite without
 ``clobber``. :func:`report_table` turns ``sherpa-latent report`` results into a table.
 
-Loading is the slow part: Sherpa's astropy reader takes about 0.1-0.25 s per spectrum,
-most of it reading the RMF, and projecting the response onto the network's grids as
-long again. Spectra of one observation share their ARF and RMF, so a
-:class:`ResponseCache` keeps the response objects Sherpa read (keyed by path, size and
-modification time) and the projected responses (keyed by the SHA-256 of the ARF and RMF
-bytes); the PHA file itself is still read by Sherpa through
-:func:`~sherpa_latent.spectrum.load_spectrum` every time.
+Loading: :func:`~sherpa_latent.spectrum.load_spectrum` reads each PHA file and its
+background with :mod:`sherpa_latent.reader` into Sherpa's own objects. Spectra of one
+observation share their ARF and RMF, so a :class:`ResponseCache` hands the same
+``DataARF``/``DataRMF`` objects to every spectrum that names an unchanged file (the
+reader's :class:`~sherpa_latent.reader.ResponseFileCache`, keyed by path, size and
+modification time) and keeps the projected responses (keyed by the SHA-256 of the ARF and
+RMF bytes and the grids), since projecting a response costs several times reading a
+spectrum. Nothing in Sherpa is patched.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 import warnings
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
@@ -39,9 +41,10 @@ from astropy import units as u
 from astropy.table import Table
 
 from .classes import CLASS_NAMES
-from .fileio import atomic_output
+from .fileio import atomic_output, sha256_file
 from .grids import INPUT_GRID, MODEL_GRID, EnergyGrid
 from .inference import LatentEncoder, LatentResult
+from .reader import ResponseFileCache, file_key, using_cache
 from .report import error_message
 from .spectrum import ResponseRepresentation, Spectrum, load_spectrum
 
@@ -101,11 +104,6 @@ class LoadedSpectrum:
     error: str = ""
 
 
-def _stat_key(path: str) -> tuple[str, int, int]:
-    st = os.stat(path)
-    return os.path.realpath(path), st.st_size, st.st_mtime_ns
-
-
 class ResponseCache:
     """Response files read once and projected once, for spectra that share them.
 
@@ -117,72 +115,44 @@ class ResponseCache:
 
     Notes
     -----
-    Two levels: the ``DataARF``/``DataRMF`` objects that Sherpa's reader made, keyed by
-    (real path, size, modification time), handed back while :meth:`reading` is active;
-    and the projected response with the effective area, keyed by the SHA-256 of the
-    ARF and RMF bytes and the grids, used by :meth:`representation`.
+    Two levels: :attr:`files`, the reader's cache of ``DataARF``/``DataRMF`` objects
+    keyed by (real path, size, modification time), passed to
+    :func:`~sherpa_latent.spectrum.load_spectrum`; and the projected response with the
+    effective area, keyed by the SHA-256 of the ARF and RMF bytes and the grids, used by
+    :meth:`representation`. Safe to share between threads.
     """
 
     def __init__(self, max_entries: int = 64) -> None:
         self.max_entries = int(max_entries)
+        self.files = ResponseFileCache(max_entries)
+        self._lock = threading.Lock()
         self._digests: dict[tuple[str, int, int], str] = {}
-        self._objects: OrderedDict[tuple, Any] = OrderedDict()
         self._projected: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
     def digest(self, path: str) -> str:
         """SHA-256 of a file's bytes (computed once per path, size and mtime)."""
-        key = _stat_key(path)
-        found = self._digests.get(key)
+        key = file_key(path)
+        with self._lock:
+            found = self._digests.get(key)
         if found is None:
-            sha = hashlib.sha256()
-            with open(path, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    sha.update(block)
-            found = self._digests[key] = sha.hexdigest()
+            found = sha256_file(path)
+            with self._lock:
+                self._digests[key] = found
         return found
-
-    def _remember(self, store: OrderedDict, key, value) -> None:
-        store[key] = value
-        store.move_to_end(key)
-        while len(store) > self.max_entries:
-            store.popitem(last=False)
-
-    def _memoised(self, kind: str, reader: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        def read(arg, *args, **kwargs):
-            if args or kwargs or not isinstance(arg, str | os.PathLike):
-                return reader(arg, *args, **kwargs)
-            try:
-                key = (kind, *_stat_key(os.fspath(arg)))
-            except OSError:
-                return reader(arg)
-            if key in self._objects:
-                self._objects.move_to_end(key)
-                return self._objects[key]
-            value = reader(arg)
-            self._remember(self._objects, key, value)
-            return value
-
-        return read
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[ResponseCache]:
-        """While active, Sherpa's ``read_arf``/``read_rmf`` return objects read before.
+        """While active, ``load_spectrum`` in this thread shares :attr:`files`.
 
-        ``sherpa.astro.io.read_pha`` reads the ARF and RMF its header names through
-        these module functions, so a spectrum loaded inside this context reuses them.
-        The original functions are put back on leaving.
+        Kept for code written against the old memoised Sherpa reader; it sets the
+        reader's context variable (:func:`~sherpa_latent.reader.using_cache`) and
+        changes nothing in Sherpa. Passing ``cache=self.files`` to ``load_spectrum``
+        does the same.
         """
-        from sherpa.astro import io
-
-        saved = io.read_arf, io.read_rmf
-        io.read_arf = self._memoised("arf", saved[0])
-        io.read_rmf = self._memoised("rmf", saved[1])
-        try:
+        with using_cache(self.files):
             yield self
-        finally:
-            io.read_arf, io.read_rmf = saved
 
     def _key(self, spectrum: Spectrum, input_grid: EnergyGrid, model_grid: EnergyGrid):
         rmf, arf = spectrum.pha.get_rmf(), spectrum.pha.get_arf()
@@ -211,16 +181,22 @@ class ResponseCache:
         ARF and RMF content.
         """
         key = self._key(spectrum, input_grid, model_grid)
-        cached = None if key is None else self._projected.get(key)
+        with self._lock:
+            cached = None if key is None else self._projected.get(key)
+            if cached is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+                self._projected.move_to_end(key)
         if cached is None:
-            self.misses += 1
             rep = spectrum.representation(input_grid, model_grid)
             rep = replace(rep, response=np.asarray(rep.response, dtype=np.float32))
             if key is not None:
-                self._remember(self._projected, key, (rep.effective_area, rep.response))
+                with self._lock:
+                    self._projected[key] = (rep.effective_area, rep.response)
+                    while len(self._projected) > self.max_entries:
+                        self._projected.popitem(last=False)
             return rep
-        self.hits += 1
-        self._projected.move_to_end(key)
         effective_area, response = cached
         counts, background = spectrum.binned_counts(input_grid)
         return ResponseRepresentation(
@@ -256,8 +232,7 @@ def load_for_encoding(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with cache.reading():
-                spec = load_spectrum(path)
+            spec = load_spectrum(path, cache=cache.files)
             facts = {"object": spec.object, "obsid": spec.obsid, "position": spec.position}
             rep = cache.representation(spec, input_grid, model_grid)
         return LoadedSpectrum(path, rep, **facts)

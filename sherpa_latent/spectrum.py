@@ -1,13 +1,16 @@
-"""Load and validate a Chandra ACIS imaging spectrum with its response, through Sherpa.
+"""Load and validate a Chandra ACIS imaging spectrum with its response, as Sherpa objects.
 
-:func:`load_spectrum` reads a PHA file with Sherpa's own I/O (the astropy backend, or
-crates inside CIAO), attaches the ARF, RMF and background named in its header (also when
-the files on disk carry a ``.gz`` that the header does not mention), checks that the
-result is something the project can use, and returns a :class:`Spectrum`.
+:func:`load_spectrum` reads a PHA file with :mod:`sherpa_latent.reader` into Sherpa's own
+``DataPHA``, attaches the ARF, RMF and background named in its header (also when the
+files on disk carry a ``.gz`` that the header does not mention), checks that the result
+is something the project can use, and returns a :class:`Spectrum`.
 
 :meth:`Spectrum.representation` gives the response-aware representation the network
 eats (DESIGN.md, decision 2): counts and scaled background on the input grid, the
 effective area per input bin, and the projected response R (input grid x model grid).
+An ARF on another energy grid than its RMF is averaged over the RMF's energy bins first,
+which is what Sherpa's folding does with an ARF on a finer grid (the model folded through
+the ARF on the ARF's grid is rebinned onto the RMF's).
 """
 
 from __future__ import annotations
@@ -19,12 +22,11 @@ from functools import cached_property
 import numpy as np
 from sherpa.astro.data import DataPHA
 from sherpa.astro.instrument import rmf_to_matrix
-from sherpa.utils.err import SherpaErr
-from sherpa.utils.logging import SherpaVerbosity
 
-from .errors import SpectrumError, SpectrumFileError
+from .errors import SpectrumError
 from .grids import FIT_BAND, INPUT_GRID, MODEL_GRID, EnergyGrid, channel_bin_index
 from .projection import overlap_matrix, project_response
+from .reader import ResponseFileCache, find_named_file, header_file_names, read_spectrum
 
 __all__ = [
     "Spectrum",
@@ -33,6 +35,7 @@ __all__ = [
     "spectrum_from_pha",
     "header_file_names",
     "find_named_file",
+    "arf_on_rmf_grid",
 ]
 
 MAX_IMAGING_CHANNELS = 2048
@@ -227,6 +230,19 @@ class Spectrum:
     def _rmf_matrix(self):
         return rmf_to_matrix(self.pha.get_rmf())
 
+    @property
+    def effective_area_on_rmf_grid(self) -> np.ndarray:
+        """The ARF's effective area on the RMF's energy grid, cm^2 (ones without an ARF).
+
+        An ARF with as many bins as the RMF is used bin for bin, as Sherpa does; one on
+        another grid is averaged (energy-weighted) over each RMF bin, see
+        :func:`arf_on_rmf_grid`.
+        """
+        rmf, arf = self.pha.get_rmf(), self.pha.get_arf()
+        if arf is None:
+            return np.ones(len(rmf.energ_lo))
+        return arf_on_rmf_grid(arf, rmf)
+
     def binned_counts(self, input_grid: EnergyGrid = INPUT_GRID) -> tuple[np.ndarray, np.ndarray]:
         """Counts and scaled background counts per bin of an input grid.
 
@@ -270,8 +286,7 @@ class Spectrum:
         mat = self._rmf_matrix
         rmf = self.pha.get_rmf()
         energ_lo, energ_hi = np.asarray(rmf.energ_lo, float), np.asarray(rmf.energ_hi, float)
-        arf = self.pha.get_arf()
-        specresp = np.ones(len(energ_lo)) if arf is None else np.asarray(arf.specresp, float)
+        specresp = self.effective_area_on_rmf_grid
         try:
             response = project_response(
                 energ_lo, energ_hi, specresp, mat.matrix, e_min, e_max, input_grid, model_grid
@@ -289,6 +304,42 @@ class Spectrum:
         )
 
 
+def arf_on_rmf_grid(arf, rmf) -> np.ndarray:
+    """An ARF's effective area on its RMF's energy grid, as Sherpa's folding uses it, cm^2.
+
+    With as many ARF bins as RMF bins Sherpa multiplies bin by bin, and so does this.
+    Otherwise Sherpa evaluates the model on the ARF's grid, multiplies by the ARF and
+    rebins the product onto the RMF's grid (``sherpa.utils.rebin``, by overlap in
+    energy); for a model flat within an RMF bin that is the RMF-bin model times the
+    energy-weighted mean of the ARF over the bin, which is what this returns (0 where
+    the ARF does not reach). Sherpa itself folds only an ARF on a finer grid (more bins);
+    with a coarser one its fold raises ``TypeError``, while this average still holds.
+
+    Parameters
+    ----------
+    arf : sherpa.astro.data.DataARF
+    rmf : sherpa.astro.data.DataRMF
+
+    Returns
+    -------
+    ndarray, shape (len(rmf.energ_lo),)
+        Effective area per RMF energy bin, cm^2.
+    """
+    area = np.asarray(arf.specresp, dtype=float)
+    lo, hi = np.asarray(rmf.energ_lo, dtype=float), np.asarray(rmf.energ_hi, dtype=float)
+    if len(area) == len(lo):
+        return area
+    a_lo, a_hi = np.asarray(arf.energ_lo, dtype=float), np.asarray(arf.energ_hi, dtype=float)
+    # The integral of the (piecewise constant) ARF from its first edge, at every ARF edge.
+    step = area * (a_hi - a_lo)
+    upper = np.cumsum(step)
+    edges = np.column_stack([a_lo, a_hi]).ravel()
+    integral = np.column_stack([upper - step, upper]).ravel()
+    inside = np.interp(hi, edges, integral) - np.interp(lo, edges, integral)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(hi > lo, inside / (hi - lo), 0.0)
+
+
 def _mean_in_bins(lo: np.ndarray, hi: np.ndarray, values: np.ndarray, edges: np.ndarray):
     """Energy-weighted mean of a binned function over each bin of ``edges``."""
     weights = overlap_matrix(lo, hi, edges)
@@ -299,111 +350,19 @@ def _mean_in_bins(lo: np.ndarray, hi: np.ndarray, values: np.ndarray, edges: np.
 
 
 # --- loading -----------------------------------------------------------------------------
-def find_named_file(name: str | None, base_dir: str) -> tuple[str | None, list[str]]:
-    """Find the file a header keyword names: as written, beside the PHA, with/without .gz.
-
-    Returns the path found (or None) and the candidates tried.
-    """
-    if name is None:
-        return None, []
-    name = str(name).strip()
-    if name.lower() in ("", "none", "null"):
-        return None, []
-    stem = name[:-3] if name.endswith(".gz") else name
-    variants = [name, stem + ".gz" if stem == name else stem]
-    candidates: list[str] = []
-    for variant in variants:
-        candidates.append(variant if os.path.isabs(variant) else os.path.join(base_dir, variant))
-        candidates.append(os.path.join(base_dir, os.path.basename(variant)))
-    seen: list[str] = []
-    for cand in candidates:
-        if cand not in seen:
-            seen.append(cand)
-            if os.path.isfile(cand):
-                return cand, seen
-    return None, seen
-
-
-def _read(kind: str, path: str):
-    """Read an ARF, RMF or PHA with Sherpa's I/O, turning failures into one-line errors."""
-    from sherpa.astro import io
-
-    reader = {"arf": io.read_arf, "rmf": io.read_rmf, "pha": io.read_pha}[kind]
-    if not os.path.isfile(path):
-        raise SpectrumFileError(path, "file not found")
-    try:
-        with SherpaVerbosity("ERROR"):
-            out = reader(path) if kind != "pha" else reader(path, use_errors=False)
-    except SherpaErr as exc:
-        mismatch = _channel_mismatch(path) if kind == "pha" else None
-        if mismatch:
-            raise SpectrumError(path, mismatch) from None
-        raise SpectrumFileError(path, _fits_problem(path, exc, kind)) from None
-    except (OSError, ValueError, TypeError, KeyError, IndexError) as exc:
-        raise SpectrumFileError(path, _fits_problem(path, exc, kind)) from None
-    return out
-
-
-def _hdu_channels(path: str, kind: str) -> int | None:
-    """Number of channels in a PHA (rows of SPECTRUM) or RMF (rows of EBOUNDS), from headers."""
-    from astropy.io import fits
-
-    wanted = "SPECTRUM" if kind == "pha" else "EBOUNDS"
-    try:
-        with fits.open(path, memmap=False, lazy_load_hdus=True) as hdus:
-            for hdu in hdus[1:]:
-                header = hdu.header
-                names = {str(header.get("EXTNAME", "")).upper(), str(header.get("HDUCLAS1", ""))}
-                if wanted in {n.strip().upper() for n in names}:
-                    return int(header.get("NAXIS2", 0))
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-def _channel_mismatch(path: str) -> str | None:
-    """Explain a failed read by a response or background with another channel count."""
-    nchan = _hdu_channels(path, "pha")
-    if nchan is None:
-        return None
-    base_dir = os.path.dirname(os.path.abspath(path))
-    names = header_file_names(path)
-    for key, kind, what in (("RESPFILE", "rmf", "RMF"), ("BACKFILE", "pha", "background")):
-        found, _ = find_named_file(names.get(key), base_dir)
-        other = _hdu_channels(found, kind) if found else None
-        if other is not None and other != nchan:
-            return (
-                f"{what} {os.path.basename(found)} has {other} channels but the spectrum has "
-                f"{nchan}"
-            )
-    return None
-
-
-def _fits_problem(path: str, exc: Exception, kind: str) -> str:
-    """Say, in a few words, why a file could not be read."""
-    from astropy.io import fits
-
-    what = {"arf": "an ARF", "rmf": "an RMF", "pha": "a PHA spectrum"}[kind]
-    try:
-        with fits.open(path, memmap=False) as hdus:
-            hdus.verify("exception")
-            for hdu in hdus:
-                _ = hdu.data  # forces reading every data block
-    except Exception as fits_exc:  # noqa: BLE001 - any failure here means a damaged file
-        text = str(fits_exc).splitlines()[0] if str(fits_exc) else type(fits_exc).__name__
-        return f"not a readable FITS file (truncated or corrupt: {text})"
-    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return f"could not be read as {what}: {msg.replace(path, '').strip(' :')}"
-
-
 def load_spectrum(
     path: str | os.PathLike,
     *,
     arf: str | os.PathLike | None = None,
     rmf: str | os.PathLike | None = None,
     background: str | os.PathLike | None = None,
+    cache: ResponseFileCache | None = None,
 ) -> Spectrum:
     """Load a Chandra ACIS imaging spectrum with its response and background.
+
+    The files are read by :func:`sherpa_latent.reader.read_spectrum` into Sherpa's own
+    ``DataPHA``, ``DataARF`` and ``DataRMF``, attached as Sherpa's ``load_pha`` attaches
+    them.
 
     Parameters
     ----------
@@ -413,6 +372,10 @@ def load_spectrum(
         Files to use instead of those named by the ANCRFILE, RESPFILE and BACKFILE
         header keywords. Header names are looked up beside the PHA file too, and with or
         without a ``.gz`` suffix, as Chandra Source Catalog products are gzipped.
+    cache : ResponseFileCache, optional
+        ARF and RMF objects already read, shared with other spectra (default: the cache
+        made active by :func:`sherpa_latent.reader.using_cache`, else none, so every
+        spectrum gets response objects of its own, as with Sherpa's ``load_pha``).
 
     Returns
     -------
@@ -432,44 +395,24 @@ def load_spectrum(
     >>> spec.net_counts()            # doctest: +SKIP
     """
     path = os.fspath(path)
-    pha = _read("pha", path)
-    if isinstance(pha, list):
-        raise SpectrumError(
-            path, f"type II PHA file holding {len(pha)} spectra; sherpa_latent needs one (type I)"
+    read = read_spectrum(
+        path,
+        arf=arf,
+        rmf=rmf,
+        background=background,
+        cache=cache,
+        check=lambda pha: _check_instrument(path, pha),
+    )
+    warnings = list(read.warnings)
+    arf_obj, rmf_obj = read.pha.get_arf(), read.pha.get_rmf()
+    if arf_obj is not None and len(arf_obj.energ_lo) < len(rmf_obj.energ_lo):
+        warnings.append(
+            f"ARF {os.path.basename(str(arf_obj.name))} has {len(arf_obj.energ_lo)} energy bins, "
+            f"fewer than the {len(rmf_obj.energ_lo)} of the RMF: Sherpa folds an ARF only on "
+            "the RMF's grid or a finer one, so a Sherpa fit of this data set fails; the "
+            "representation averages the ARF over the RMF's bins"
         )
-    _check_instrument(path, pha)
-    base_dir = os.path.dirname(os.path.abspath(path))
-    names = header_file_names(path)
-    warnings: list[str] = []
-
-    if rmf is not None:
-        pha.set_rmf(_read("rmf", os.fspath(rmf)))
-    elif pha.get_rmf() is None:
-        pha.set_rmf(_read("rmf", _required(path, names, "RESPFILE", "response (RMF)", base_dir)))
-    if arf is not None:
-        pha.set_arf(_read("arf", os.fspath(arf)))
-    elif pha.get_arf() is None:
-        found, tried = find_named_file(names.get("ANCRFILE"), base_dir)
-        if found is not None:
-            pha.set_arf(_read("arf", found))
-        elif tried:
-            raise SpectrumError(
-                path, f"ARF named in ANCRFILE not found (looked for {', '.join(tried)})"
-            )
-
-    if background is not None:
-        _set_background(pha, _read("pha", os.fspath(background)), os.fspath(background))
-    elif not pha.background_ids:
-        found, tried = find_named_file(names.get("BACKFILE"), base_dir)
-        if found is not None:
-            _set_background(pha, _read("pha", found), found)
-        elif tried:
-            warnings.append(
-                f"background file named in BACKFILE not found ({tried[0]}); "
-                "going on without a background"
-            )
-    pha.set_analysis("energy")
-    return Spectrum(path=path, pha=pha, warnings=warnings)
+    return Spectrum(path=path, pha=read.pha, warnings=warnings)
 
 
 def spectrum_from_pha(pha: DataPHA, path: str | None = None) -> Spectrum:
@@ -491,46 +434,6 @@ def spectrum_from_pha(pha: DataPHA, path: str | None = None) -> Spectrum:
         )
     _check_instrument(name, pha)
     return Spectrum(path=name, pha=pha)
-
-
-def header_file_names(path: str) -> dict[str, str | None]:
-    """RESPFILE, ANCRFILE and BACKFILE as written in the spectrum's header.
-
-    Sherpa drops these keywords from ``DataPHA.header`` once it has tried them, so they
-    are read again (the header only) with astropy.
-    """
-    from astropy.io import fits
-
-    keys = ("RESPFILE", "ANCRFILE", "BACKFILE")
-    with fits.open(path, memmap=False, lazy_load_hdus=True) as hdus:
-        for hdu in hdus[1:]:
-            header = hdu.header
-            if (
-                header.get("HDUCLAS1", "").strip().upper() == "SPECTRUM"
-                or header.get("EXTNAME", "").strip().upper() == "SPECTRUM"
-            ):
-                return {k: header.get(k) for k in keys}
-    return dict.fromkeys(keys)
-
-
-def _required(path: str, names: dict, keyword: str, what: str, base_dir: str) -> str:
-    found, tried = find_named_file(names.get(keyword), base_dir)
-    if found is not None:
-        return found
-    if not tried:
-        raise SpectrumError(path, f"no {what}: {keyword} is not set; pass it explicitly")
-    raise SpectrumError(path, f"{what} named in {keyword} not found (looked for {tried[0]})")
-
-
-def _set_background(pha: DataPHA, bkg, bkg_path: str) -> None:
-    if isinstance(bkg, list):
-        raise SpectrumError(bkg_path, "background is a type II PHA file; give one spectrum")
-    if len(bkg.channel) != len(pha.channel):
-        raise SpectrumError(
-            bkg_path,
-            f"background has {len(bkg.channel)} channels but the spectrum has {len(pha.channel)}",
-        )
-    pha.set_background(bkg)
 
 
 def _check_instrument(path: str, pha: DataPHA) -> None:
@@ -572,14 +475,17 @@ def _validate(path: str, pha: DataPHA) -> None:
             f"spectrum has {len(pha.channel)}",
         )
     arf = pha.get_arf()
-    if arf is not None and len(arf.specresp) != len(rmf.energ_lo):
-        raise SpectrumError(
-            path,
-            f"ARF {os.path.basename(str(arf.name))} has {len(arf.specresp)} energy bins but the "
-            f"RMF has {len(rmf.energ_lo)}",
-        )
     if arf is not None and not np.all(np.isfinite(arf.specresp)):
         raise SpectrumError(path, "NaN in the ARF's SPECRESP")
+    if arf is not None and len(arf.specresp) != len(rmf.energ_lo):
+        if not np.any(arf_on_rmf_grid(arf, rmf) > 0):
+            raise SpectrumError(
+                path,
+                f"ARF {os.path.basename(str(arf.name))} "
+                f"({float(np.min(arf.energ_lo)):.3g}-{float(np.max(arf.energ_hi)):.3g} keV) "
+                f"does not overlap the RMF's energy grid "
+                f"({float(np.min(rmf.energ_lo)):.3g}-{float(np.max(rmf.energ_hi)):.3g} keV)",
+            )
     if not (np.isfinite(pha.exposure or np.nan) and pha.exposure > 0):
         raise SpectrumError(path, "EXPOSURE is missing or not positive")
     if pha.background_ids:
