@@ -16,11 +16,18 @@ def _fmt(value: float | None, spec: str = ".3g") -> str:
     return format(value, spec)
 
 
-def _nh(values) -> str:
+def _nh(values, at_limit=(False, False)) -> str:
+    """``value [lo, hi]``; a bound that is a parameter limit, not a measurement, says so."""
     value, lo, hi = values
     if lo is None or hi is None or (isinstance(lo, float) and math.isnan(lo)):
         return f"{value:.3g} (none)"
-    return f"{value:.3g} [{lo:.3g}, {hi:.3g}]"
+    mark = [" (limit)" if hit else "" for hit in at_limit]
+    return f"{value:.3g} [{lo:.3g}{mark[0]}, {hi:.3g}{mark[1]}]"
+
+
+def _classical(fit: dict, name: str) -> str:
+    """A classical fit's parameter (``"nh"`` or ``"gamma"``) with its limits marked."""
+    return _nh(fit[name], fit.get(f"{name}_at_limit", (False, False)))
 
 
 def _save(fig, ax, path: Path, xlabel: str, ylabel: str, title: str) -> str:
@@ -337,9 +344,10 @@ def _agreement_section(rows: list[dict]) -> list[str]:
             skipped.append(r)
             continue
         c, lat, lf = r["classical"], r["latent"], r["latent_fit"]
+        nh, gamma = _classical(c, "nh"), _classical(c, "gamma")
         lines.append(
-            f"| {r['file']} | {r['object']} | {r['net_counts']:,.0f} | {_nh(c['nh'])} | "
-            f"{_nh(c['gamma'])} | {_nh(lat['nh'])} | "
+            f"| {r['file']} | {r['object']} | {r['net_counts']:,.0f} | {nh} | "
+            f"{gamma} | {_nh(lat['nh'])} | "
             f"{'yes' if r['nh_intervals_overlap'] else 'no'} | {lf['stat']:.1f} ({lf['dof']}) / "
             f"{c['stat']:.1f} ({c['dof']}) | {lat['cluster_label']} | {lat['anomaly']:+.1f} |"
         )
@@ -358,7 +366,8 @@ def _agreement_section(rows: list[dict]) -> list[str]:
             "|---|---|---:|---|---|---|",
         ]
         lines += [
-            f"| {r['file']} | {r['obsid']} | {r['net_counts']:,.0f} | {_nh(r['classical']['nh'])} "
+            f"| {r['file']} | {r['obsid']} | {r['net_counts']:,.0f} | "
+            f"{_classical(r['classical'], 'nh')} "
             f"| {_nh(r['latent']['nh'])} | {r['latent']['cluster_label']} |"
             for r in quasar
         ]
