@@ -6,7 +6,16 @@ file that cannot be used gets a row whose ``ERROR`` column says why. With a prog
 file (:func:`progress_path`) every finished batch is recorded as it completes, so that a
 run that was interrupted goes on from where it stopped. :func:`write_table` writes a
 table as FITS atomically, with provenance keywords, and refuses to overwrite without
-``clobber``. :func:`report_table` turns ``sherpa-latent report`` results into a table.
+``clobber``; :func:`read_table` reads one back. :func:`report_table` turns
+``sherpa-latent report`` results into a table.
+
+Text that FITS cannot hold: string columns of FITS tables are printable ASCII. A column
+with any other character (a file name such as ``3c 273 ü.pi``, or an error message that
+quotes one) is written percent-encoded, as RFC 3986 does it for URLs: each such character,
+and ``%`` itself, becomes the ``%XX`` escapes of its UTF-8 bytes (``3c 273 %C3%BC.pi``).
+The ``PCTENC`` keyword of the table lists the columns written that way (absent when there
+are none); :func:`read_table` decodes them, so names read back exactly, and any FITS reader
+shows them legibly. Other columns are written as they are.
 
 Loading: :func:`~sherpa_latent.spectrum.load_spectrum` reads each PHA file and its
 background with :mod:`sherpa_latent.reader` into Sherpa's own objects. Spectra of one
@@ -41,7 +50,14 @@ from astropy import units as u
 from astropy.table import Table
 
 from .classes import CLASS_NAMES
-from .fileio import atomic_output, sha256_file
+from .errors import ProgressMismatch
+from .fileio import (
+    atomic_output,
+    escape_fits_text,
+    needs_fits_escape,
+    sha256_file,
+    unescape_fits_text,
+)
 from .grids import INPUT_GRID, MODEL_GRID, EnergyGrid
 from .inference import LatentEncoder, LatentResult
 from .reader import ResponseFileCache, file_key, using_cache
@@ -66,6 +82,8 @@ __all__ = [
     "results_table",
     "table_from_records",
     "report_table",
+    "fits_ready",
+    "read_table",
     "write_table",
 ]
 
@@ -74,6 +92,9 @@ PROGRESS_SUFFIX = ".partial.jsonl"
 
 _PROGRESS_FORMAT = "sherpa_latent encode progress"
 _PROGRESS_VERSION = 1
+
+ESCAPED_KEYWORD = "PCTENC"
+"""Table keyword listing the string columns written percent-encoded (see the module notes)."""
 
 
 # --- loading -----------------------------------------------------------------------------
@@ -422,8 +443,8 @@ def provenance(encoder: LatentEncoder | None) -> dict:
 
 
 # --- progress file ---------------------------------------------------------------------
-class ProgressMismatch(ValueError):
-    """A progress file was made by a run with another network or batch size."""
+# ProgressMismatch lives in sherpa_latent.errors; it is imported above, so
+# ``from sherpa_latent.catalogue import ProgressMismatch`` keeps working.
 
 
 def progress_path(output: str | os.PathLike) -> Path:
@@ -437,7 +458,10 @@ class ProgressFile:
 
     The first line describes the run (network SHA-256, grids, batch size); each further
     line holds the rows of one batch, keyed by the file name as given. A line cut short
-    by an interruption is dropped (its batch is done again).
+    by an interruption, or any line that is not a batch, is dropped with every line after
+    it (those batches are done again). A file whose first line is not a header of this
+    format (not a progress file, or one damaged) is moved aside to ``PATH.invalid`` and
+    the run starts over, so that it never blocks a run.
 
     Parameters
     ----------
@@ -452,7 +476,9 @@ class ProgressFile:
         entry = {"format": _PROGRESS_FORMAT, "version": _PROGRESS_VERSION, **identity}
         self.identity = json.loads(json.dumps(entry))  # as it reads back from the file
 
-    def read(self, *, restart: bool = False) -> dict[str, dict[str, Any]]:
+    def read(
+        self, *, restart: bool = False, log: Callable[[str], None] | None = None
+    ) -> dict[str, dict[str, Any]]:
         """Rows recorded so far (file -> record); makes the file when there is none.
 
         Parameters
@@ -460,10 +486,12 @@ class ProgressFile:
         restart : bool
             Start over when the file belongs to another kind of run (otherwise
             :class:`ProgressMismatch`).
+        log : callable, optional
+            Told (one line) when a file without a valid header is moved aside.
         """
         done: dict[str, dict[str, Any]] = {}
         if self.path.exists():
-            good_end, header = 0, None
+            good_end, header, invalid = 0, None, False
             with open(self.path, "rb") as handle:
                 for raw in handle:
                     if not raw.endswith(b"\n"):
@@ -471,22 +499,38 @@ class ProgressFile:
                     try:
                         entry = json.loads(raw)
                     except ValueError:
+                        invalid = header is None
                         break
                     if header is None:
+                        if not _is_header(entry):
+                            invalid = True
+                            break
                         header = entry
                     else:
-                        for rec in entry.get("rows", []):
+                        rows = _batch_rows(entry)
+                        if rows is None:
+                            break
+                        for rec in rows:
                             done[rec["file"]] = rec
                     good_end += len(raw)
             if header is not None and header != self.identity:
                 if not restart:
                     raise ProgressMismatch(
-                        f"{self.path}: progress file of another run (network, grids or batch "
-                        "size differ); remove it or set clobber to start over"
+                        self.path,
+                        "progress file of another run (network, grids or batch size "
+                        "differ); remove it or set clobber to start over",
                     )
                 header, done = None, {}
-            if header is None:
-                self.path.unlink()
+            if invalid:
+                aside = self.path.with_name(self.path.name + ".invalid")
+                os.replace(self.path, aside)
+                if log is not None:
+                    log(
+                        f"{self.path} has no valid header (not a progress file of this "
+                        f"format): moved to {aside}, starting over"
+                    )
+            elif header is None:
+                self.path.unlink()  # empty, or cut before its first line was complete
             else:
                 with open(self.path, "r+b") as handle:
                     handle.truncate(good_end)
@@ -509,6 +553,24 @@ class ProgressFile:
         """Delete the file (once the final output is written)."""
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+
+
+def _is_header(entry: Any) -> bool:
+    """Whether a decoded first line is the header of a progress file of this format."""
+    return isinstance(entry, dict) and entry.get("format") == _PROGRESS_FORMAT
+
+
+def _batch_rows(entry: Any) -> list[dict[str, Any]] | None:
+    """The rows of a decoded batch line, or None when the line is not a batch."""
+    rows = entry.get("rows") if isinstance(entry, dict) else None
+    if not isinstance(rows, list):
+        return None
+    for rec in rows:
+        if not (isinstance(rec, dict) and isinstance(rec.get("file"), str)):
+            return None
+        if not isinstance(rec.get("error"), str):
+            return None
+    return rows
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -542,7 +604,9 @@ def encode_files(
         run first with the number already done.
     progress_file : path-like, optional
         Where finished batches are recorded; rows found there are not done again (rows
-        with an error are retried). The caller removes it once the output is safe.
+        with an error are retried). The caller removes it once the output is safe. Only
+        one run may use a progress file at a time: ``sherpa-latent encode`` holds
+        :func:`~sherpa_latent.fileio.output_lock` on its output for the whole run.
     restart : bool, optional
         Discard a progress file made by another kind of run instead of refusing.
     log : callable, optional
@@ -566,7 +630,8 @@ def encode_files(
     done: dict[str, dict[str, Any]] = {}
     if progress_file is not None:
         recorder = ProgressFile(progress_file, _identity(encoder, batch_size))
-        done = {k: v for k, v in recorder.read(restart=restart).items() if not v["error"]}
+        recorded = recorder.read(restart=restart, log=log)
+        done = {k: v for k, v in recorded.items() if not v["error"]}
         if done:
             n_done = sum(1 for p in paths if p in done)
             if log is not None:
@@ -708,14 +773,72 @@ def report_table(
 
 
 # --- output --------------------------------------------------------------------------------
+def fits_ready(table: Table) -> Table:
+    """A copy of ``table`` that FITS can hold: text columns percent-encoded where needed.
+
+    A string column with any character outside printable ASCII is written with
+    :func:`~sherpa_latent.fileio.escape_fits_text`, and named in the ``PCTENC`` keyword
+    (see the module notes). ``table`` itself is not changed.
+    """
+    out = table.copy(copy_data=False)
+    escaped = []
+    for name in out.colnames:
+        column = out[name]
+        if column.dtype.kind not in "UO" or column.ndim != 1:
+            continue
+        values = [str(v) for v in np.asarray(column).tolist()]
+        if any(needs_fits_escape(v) for v in values):
+            out[name] = np.array([escape_fits_text(v) for v in values], dtype=str)
+            escaped.append(name)
+    out.meta.pop(ESCAPED_KEYWORD, None)
+    if escaped:
+        out.meta[ESCAPED_KEYWORD] = ",".join(escaped)
+    return out
+
+
 def write_table(table: Table, path: str | os.PathLike, *, clobber: bool = False) -> Path:
     """Write a table as FITS atomically; refuse to overwrite without ``clobber``.
+
+    Text that FITS cannot hold is percent-encoded (:func:`fits_ready`); read the file
+    with :func:`read_table` to get it back exactly.
 
     Raises
     ------
     sherpa.utils.err.IOErr
         The file exists and ``clobber`` is not set.
     """
+    ready = fits_ready(table)
     with atomic_output(path, clobber=clobber) as tmp:
-        table.write(tmp, format="fits", overwrite=True)
+        ready.write(tmp, format="fits", overwrite=True)
     return path
+
+
+def read_table(path: str | os.PathLike, **kwargs: Any) -> Table:
+    """Read a table written by :func:`write_table`, with its text decoded exactly.
+
+    Parameters
+    ----------
+    path : path-like
+        The FITS file.
+    **kwargs
+        Passed to ``astropy.table.Table.read`` (for example ``mask_invalid=False``).
+
+    Returns
+    -------
+    astropy.table.Table
+        The columns named in ``PCTENC`` decoded to str (the keyword is dropped); other
+        columns as astropy reads them.
+    """
+    table = Table.read(path, format="fits", **kwargs)
+    names = str(table.meta.pop(ESCAPED_KEYWORD, "") or "")
+    for name in (n.strip() for n in names.split(",")):
+        if name not in table.colnames:
+            continue
+        column = table[name]
+        if hasattr(column, "filled"):
+            column = column.filled("")
+        values = np.asarray(column)
+        if values.dtype.kind == "S":
+            values = np.char.decode(values, "ascii")
+        table[name] = np.array([unescape_fits_text(str(v)) for v in values.tolist()], dtype=str)
+    return table

@@ -13,23 +13,41 @@ folder), as CIAO tools do. Outputs are never overwritten without ``--clobber``
 
 An ``encode`` run records each finished batch in ``OUTPUT.partial.jsonl`` beside the
 output; after an interruption the same command goes on from there, and the progress
-file is removed once the output is written.
+file is removed once the output is written. The run holds a lock on its output
+(``OUTPUT.lock``, see :func:`~sherpa_latent.fileio.output_lock`), so a second run on the
+same output refuses at once instead of mixing its rows into the first one's.
+
+A user's mistake (a missing or read-only folder, an output that exists without clobber,
+a bad argument, a bad network or stack file) ends the command with a non-zero status and
+one line on stderr naming the thing to fix, never a traceback. ``encode`` and ``report``
+check all their outputs (table, region file, plot folder and its PNG files) before any
+work starts. JSON output is strict: NaN and infinities are written as null.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import logging
 import os
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from .errors import OutputError, StackFileError
 
 __all__ = ["main", "expand_stacks", "ciao_style_arguments"]
 
 _TRUE = {"yes", "y", "true", "1", "on"}
 _FALSE = {"no", "n", "false", "0", "off"}
+_MAX_STACK_DEPTH = 64
+
+
+def _fail(message: str) -> NoReturn:
+    """End the command with status 1 and one line on stderr."""
+    raise SystemExit("sherpa-latent: " + " ".join(str(message).split()))
 
 
 def expand_stacks(items: Sequence[str]) -> list[str]:
@@ -44,30 +62,55 @@ def expand_stacks(items: Sequence[str]) -> list[str]:
     Returns
     -------
     list of str
+
+    Raises
+    ------
+    sherpa_latent.errors.StackFileError
+        A stack cannot be read, names no files, or includes itself (directly or through
+        other stacks).
     """
+    return _expand([(item, "") for item in items], ())
+
+
+def _expand(items: Sequence[tuple[str, str]], within: tuple[tuple[str, str], ...]) -> list[str]:
+    """Expand (item, where it was written) pairs; ``within`` holds the stacks being read."""
     out: list[str] = []
-    for item in items:
+    for item, where in items:
         if not item.startswith("@"):
             out.append(item)
             continue
         relative_to_cwd = item.startswith("@-")
         stack = item[2:] if relative_to_cwd else item[1:]
+        key = os.path.realpath(stack)
+        keys = [k for k, _ in within]
+        if key in keys:
+            loop = " -> ".join(shown for _, shown in within[keys.index(key) :])
+            raise StackFileError(
+                stack, f"{item}{where} includes itself ({loop} -> {item}): remove that line"
+            )
+        if len(within) >= _MAX_STACK_DEPTH:
+            deep = f"{item}{where}: stacks nested over {_MAX_STACK_DEPTH} deep"
+            raise StackFileError(stack, deep)
         try:
             with open(stack, encoding="utf-8") as handle:
                 lines = [ln.strip() for ln in handle]
         except OSError as exc:
-            raise SystemExit(
-                f"sherpa-latent: {stack}: cannot read stack file ({exc.strerror})"
+            raise StackFileError(
+                stack, f"{stack}: cannot read stack file ({exc.strerror})"
             ) from None
+        except UnicodeDecodeError:
+            raise StackFileError(stack, f"{stack}: stack file is not UTF-8 text") from None
         base = os.path.dirname(stack)
         entries = []
-        for line in lines:
+        for number, line in enumerate(lines, 1):
             if not line or line.startswith("#"):
                 continue
             if not relative_to_cwd and not os.path.isabs(line) and not line.startswith("@"):
                 line = os.path.join(base, line)
-            entries.append(line)
-        out.extend(expand_stacks(entries))
+            entries.append((line, f" (line {number} of {stack})"))
+        if not entries:
+            raise StackFileError(stack, f"no files in {item} (only blank lines and comments)")
+        out.extend(_expand(entries, (*within, (key, item))))
     return out
 
 
@@ -150,19 +193,32 @@ def _quiet_libraries() -> None:
     logging.getLogger("astropy").setLevel(logging.ERROR)
 
 
+def _one_line(exc: BaseException) -> str:
+    """An exception as one line: ``file: problem`` for an OSError that names its file."""
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}"
+    else:
+        text = str(exc)
+    return " ".join(text.split()) or type(exc).__name__
+
+
 def _load_encoder(name: str | None, required: bool):
     """The network for a command; None when the default is not installed and not required."""
-    from .errors import NetworkFileError
+    from sherpa.utils.err import SherpaErr
+
     from .inference import load_encoder
 
     if name is None or name == "none":
         return None
     try:
         return load_encoder(name)
-    except NetworkFileError as exc:
+    except (SherpaErr, OSError, ValueError) as exc:  # NetworkFileError and kin
+        message = _one_line(exc)
+        if name != "default" and str(name) not in message:
+            message = f"network {name}: {message}"
         if required or name != "default":
-            raise SystemExit(f"sherpa-latent: {exc}") from None
-        print(f"sherpa-latent: {exc}; latent results left out", file=sys.stderr)
+            _fail(message)
+        print(f"sherpa-latent: {message}; latent results left out", file=sys.stderr)
         return None
 
 
@@ -216,7 +272,7 @@ def _png_name(path: str, used: set[str]) -> str:
     return name + ".png"
 
 
-def _plot_report(plotting, spectrum, report, encoder, out: str) -> None:
+def _plot_report(plotting, spectrum, report, encoder, out: str, clobber: bool) -> None:
     """One PNG: the data with both folded models, beside its place in latent space."""
     from matplotlib.figure import Figure
 
@@ -228,26 +284,47 @@ def _plot_report(plotting, spectrum, report, encoder, out: str) -> None:
     plotting.plot_latent_space([report.latent], encoder.clusters, ax=latent_ax)
     from .fileio import atomic_output
 
-    with atomic_output(out) as tmp:
+    with atomic_output(out, clobber=clobber) as tmp:
         fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
 
 
-def _refuse_existing(path: str | None, clobber: bool) -> bool:
-    """Print the clobber message and return True when ``path`` exists and may not go."""
-    if path and os.path.exists(path) and not clobber:
-        print(f"sherpa-latent: {path}: exists and clobber is not set", file=sys.stderr)
-        return True
-    return False
+def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _check_report_outputs(files: Sequence[str], args: argparse.Namespace) -> dict[int, str]:
+    """Refuse, before any work, outputs of ``report`` that could not be written.
+
+    Returns the PNG file of each input file (by position) when ``--plot`` is given.
+    """
+    from .fileio import check_output, check_output_folder
+
+    output, plot_dir = getattr(args, "output", None), getattr(args, "plot", None)
+    clobber = getattr(args, "clobber", False)
+    if output:
+        check_output(output, clobber=clobber)
+    pngs: dict[int, str] = {}
+    if plot_dir:
+        check_output_folder(plot_dir)
+        used: set[str] = set()
+        pngs = {i: os.path.join(plot_dir, _png_name(p, used)) for i, p in enumerate(files)}
+        existing = [png for png in pngs.values() if os.path.lexists(png)]
+        if existing and not clobber:
+            more = f" (and {len(existing) - 1} more PNG files)" if len(existing) > 1 else ""
+            raise OutputError(existing[0], f"exists and clobber is not set{more}")
+    return pngs
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from sherpa.utils.err import SherpaErr
+
     from .catalogue import report_table, write_table
+    from .fileio import strict_json
 
     files = expand_stacks(args.files)
     output, plot_dir = getattr(args, "output", None), getattr(args, "plot", None)
     clobber = getattr(args, "clobber", False)
-    if _refuse_existing(output, clobber):
-        return 1
+    pngs = _check_report_outputs(files, args)
     plotting = _plotting_module() if plot_dir else None
     encoder = _load_encoder(None if args.no_latent else args.network, required=bool(plot_dir))
     if plot_dir and encoder is None:
@@ -259,52 +336,67 @@ def _cmd_report(args: argparse.Namespace) -> int:
         os.makedirs(plot_dir, exist_ok=True)
     failed = 0
     rows = []
-    used: set[str] = set()
-    for path in files:
+    for i, path in enumerate(files):
         spectrum, result = _report_one(path, not args.no_fit, encoder)
         rows.append(result)
         if isinstance(result, dict):
             failed += 1
             print(f"sherpa-latent: {result['error']}", file=sys.stderr)
             if args.json:
-                print(json.dumps(result), flush=True)
+                print(strict_json(result), flush=True)
             continue
         if args.json:
-            print(json.dumps(result.to_dict()), flush=True)
+            print(result.to_json(), flush=True)
         else:
             print(result.to_text() + "\n", flush=True)
         if plotting is not None:
-            png = os.path.join(plot_dir, _png_name(path, used))
-            if _refuse_existing(png, clobber):
-                failed += 1
-                continue
             try:
-                _plot_report(plotting, spectrum, result, encoder, png)
+                _plot_report(plotting, spectrum, result, encoder, pngs[i], clobber)
             except Exception as exc:  # noqa: BLE001 - one failed plot never stops the batch
                 failed += 1
-                text = " ".join(str(exc).split()) or type(exc).__name__
-                print(f"sherpa-latent: {path}: plot failed: {text}", file=sys.stderr)
+                print(f"sherpa-latent: {path}: plot failed: {_one_line(exc)}", file=sys.stderr)
     if output:
         try:
             write_table(report_table(rows, encoder), output, clobber=clobber)
-        except OSError as exc:
-            print(f"sherpa-latent: {output}: cannot write ({exc.strerror})", file=sys.stderr)
+        except (OSError, SherpaErr) as exc:
+            print(f"sherpa-latent: {output}: cannot write ({_one_line(exc)})", file=sys.stderr)
             return 1
     return 1 if failed else 0
 
 
+def _check_encode_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any work, outputs of ``encode`` that could not be written."""
+    from .fileio import check_output
+
+    check_output(args.output, clobber=args.clobber)
+    if args.regions:
+        check_output(args.regions, clobber=args.clobber)
+        if _same_file(args.regions, args.output):
+            raise OutputError(args.regions, "is the output table too; give the regions a name")
+
+
 def _cmd_encode(args: argparse.Namespace) -> int:
+    from .fileio import output_lock
+
+    if args.workers < 1 or args.batch_size < 1:
+        _fail("workers and batch-size must be at least 1")
+    if args.network in (None, "none"):
+        _fail("encode needs a network: give --network a network file or folder")
+    files = expand_stacks(args.files)
+    _check_encode_outputs(args)
+    with output_lock(args.output):
+        _check_encode_outputs(args)  # again: a run that held the lock may just have written it
+        return _encode_locked(args, files)
+
+
+def _encode_locked(args: argparse.Namespace, files: list[str]) -> int:
+    """The ``encode`` run, with the lock on its output held."""
+    from sherpa.utils.err import SherpaErr
     from tqdm import tqdm
 
     from .catalogue import ProgressMismatch, encode_files, progress_path, write_table
 
     output = args.output
-    if _refuse_existing(output, args.clobber) or _refuse_existing(args.regions, args.clobber):
-        return 1
-    if args.workers < 1 or args.batch_size < 1:
-        print("sherpa-latent: workers and batch-size must be at least 1", file=sys.stderr)
-        return 1
-    files = expand_stacks(args.files)
     encoder = _load_encoder(args.network, required=True)
     progress = progress_path(output)
     try:
@@ -329,13 +421,29 @@ def _cmd_encode(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    write_table(table, output, clobber=args.clobber)
+    try:
+        write_table(table, output, clobber=args.clobber)
+    except (OSError, SherpaErr) as exc:
+        print(
+            f"sherpa-latent: {output}: cannot write ({_one_line(exc)}); finished batches are "
+            f"kept in {progress}: run the same command again",
+            file=sys.stderr,
+        )
+        return 1
+    progress.unlink(missing_ok=True)
     if args.regions:
         from .regionfile import write_regions
 
-        n_regions = write_regions(table, args.regions, clobber=args.clobber)
+        try:
+            n_regions = write_regions(table, args.regions, clobber=args.clobber)
+        except (OSError, SherpaErr) as exc:
+            print(
+                f"sherpa-latent: {args.regions}: cannot write ({_one_line(exc)}); the table "
+                f"{output} is written",
+                file=sys.stderr,
+            )
+            return 1
         print(f"{args.regions}: {n_regions} regions")
-    progress.unlink(missing_ok=True)
     failed = [row for row in table if row["ERROR"]]
     for row in failed:
         print(f"sherpa-latent: {row['ERROR']}", file=sys.stderr)
@@ -349,8 +457,10 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     if not have_ciao():
         print(f"sherpa-latent extract: {CiaoUnavailable()}", file=sys.stderr)
         return 2
-    if _refuse_existing(args.output, args.clobber):
-        return 1
+    evt2 = args.evt2.split("[", 1)[0]  # CIAO's file[filter] syntax names the file first
+    if not os.path.exists(evt2):
+        _fail(f"{evt2}: event file not found")
+    _check_report_outputs([], args)
     try:
         pha = extract_spectrum(
             args.evt2,
@@ -369,6 +479,20 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .fileio import check_output_folder
+
+    test_dir = Path(args.test_dir)
+    if not test_dir.exists():
+        _fail(f"{test_dir}: test folder not found")
+    if not test_dir.is_dir():
+        _fail(f"{test_dir}: not a folder (give the folder of test shards)")
+    if args.workers < 1 or args.n_splits < 1:
+        _fail("workers and n-splits must be at least 1")
+    if min(args.n_classical, args.n_cluster, args.n_pairs) < 0:
+        _fail("n-classical, n-cluster and n-pairs must not be negative")
+    if args.network is not None:
+        _load_encoder(args.network, required=True)  # a bad network file stops here
+    check_output_folder(args.out_dir)
     from .training.evaluate import evaluate, markdown_summary
 
     results = evaluate(
@@ -386,8 +510,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .training.recipe import run_recipe
+    recipe = Path(args.recipe)
+    if not recipe.is_file():
+        _fail(f"{recipe}: " + ("not a file" if recipe.exists() else "recipe file not found"))
+    from .training.recipe import Recipe, run_recipe
 
+    try:
+        Recipe.from_toml(recipe)
+    except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
+        message = _one_line(exc)
+        _fail(message if str(recipe.name) in message else f"{recipe}: {message}")
     command = "sherpa-latent train " + args.recipe + (" --clobber" if args.clobber else "")
     network, clusters = run_recipe(args.recipe, command_line=command, clobber=args.clobber)
     print(f"network: {network}\nclusters: {clusters}")
@@ -411,9 +543,16 @@ def _report_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clobber", action="store_true", help="overwrite existing outputs")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, with an error in one line (no usage block) and status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``sherpa-latent`` and its sub-commands."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sherpa-latent",
         description="Learned latent spectra, hardness ratios and N_H for Chandra ACIS spectra.",
     )
@@ -513,11 +652,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = [argv[0], *ciao_style_arguments(argv[1:], sub)]
     args = parser.parse_args(argv)
     _quiet_libraries()
+    for stream in (sys.stdout, sys.stderr):  # names that the terminal cannot show
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            stream.reconfigure(errors="backslashreplace")
+    from sherpa.utils.err import SherpaErr
+
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("sherpa-latent: interrupted", file=sys.stderr)
         return 130
+    except (SherpaErr, OSError) as exc:  # the project's one-line errors, and I/O
+        print(f"sherpa-latent: {_one_line(exc)}", file=sys.stderr)
+        return 1
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -17,6 +17,10 @@ __all__ = [
     "SpectrumError",
     "NetworkFileError",
     "LatentModelError",
+    "ProgressMismatch",
+    "OutputError",
+    "OutputLocked",
+    "StackFileError",
     "ShardError",
     "CiaoUnavailable",
     "CiaoToolError",
@@ -83,6 +87,63 @@ class LatentModelError(ModelErr):
     def __init__(self, problem: str) -> None:
         self.problem = str(problem)
         super().__init__(_one_line(None, self.problem))
+
+
+class ProgressMismatch(IOErr, ValueError):
+    """An ``encode`` progress file was made by another kind of run (network, grids, batch).
+
+    Also a ``ValueError``, as it was before it moved here from ``catalogue``.
+
+    Parameters
+    ----------
+    path : path-like
+        The progress file.
+    problem : str
+        What differs and what to do.
+    """
+
+    def __init__(self, path: str | os.PathLike, problem: str) -> None:
+        self.path = os.fspath(path)
+        self.problem = str(problem)
+        super().__init__(_one_line(self.path, self.problem))
+
+
+class OutputError(IOErr):
+    """An output cannot be written: missing or read-only folder, clobber not set, a folder.
+
+    Parameters
+    ----------
+    path : path-like
+        The output file or folder.
+    problem : str
+        What is wrong and, where it helps, what to do.
+    """
+
+    def __init__(self, path: str | os.PathLike, problem: str) -> None:
+        self.path = os.fspath(path)
+        self.problem = str(problem)
+        super().__init__(_one_line(self.path, self.problem))
+
+
+class OutputLocked(OutputError):
+    """Another run holds the lock of an output (``OUTPUT.lock``) and is still writing it."""
+
+
+class StackFileError(IOErr):
+    """An ``@file.lis`` stack cannot be used: unreadable, empty, or including itself.
+
+    Parameters
+    ----------
+    stack : str
+        The stack file.
+    message : str
+        The whole message, naming the stack (``no files in @x.lis``).
+    """
+
+    def __init__(self, stack: str, message: str) -> None:
+        self.path = str(stack)
+        self.problem = " ".join(str(message).split())
+        super().__init__(self.problem)
 
 
 class ShardError(IOErr):

@@ -4,7 +4,7 @@ Made with the ``regions`` package, so they read back with
 ``regions.Regions.read(path, format="ds9")`` as well as in DS9 itself. Each spectrum with
 a position (RA_TARG, DEC_TARG in its header; RA and DEC in an ``encode`` table) gets one
 ``CircleSkyRegion`` in ICRS, labelled with its OBJECT (or its file name) and tagged
-``cluster N``.
+``cluster N``. The file is UTF-8, so a label such as ``3c 273 ü.pi`` reads back as it is.
 """
 
 from __future__ import annotations
@@ -60,8 +60,13 @@ def cluster_color(cluster: int) -> str:
 
 
 def _label(name: str) -> str:
-    """A DS9 text label: braces would end the text field, so they become parentheses."""
-    return " ".join(str(name).replace("{", "(").replace("}", ")").split())
+    """A DS9 text label: braces would end the text field, so they become parentheses.
+
+    A name that is not valid UTF-8 (a file name's undecodable bytes) gets U+FFFD for
+    those bytes, so that the file stays UTF-8.
+    """
+    text = str(name).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return " ".join(text.replace("{", "(").replace("}", ")").split())
 
 
 def catalogue_regions(
@@ -144,9 +149,10 @@ def write_regions(
         The file exists and ``clobber`` is not set.
     """
     regions = catalogue_regions(table, radius=radius)
+    if len(regions):
+        text = regions.serialize(format="ds9")
+    else:  # regions writes nothing for an empty list; keep a valid, empty file
+        text = "# Region file format: DS9 astropy/regions\nicrs\n"
     with atomic_output(path, clobber=clobber) as tmp:
-        if len(regions):
-            regions.write(tmp, format="ds9", overwrite=True)
-        else:  # regions writes nothing for an empty list; keep a valid, empty file
-            tmp.write_text("# Region file format: DS9 astropy/regions\nicrs\n")
+        tmp.write_text(text, encoding="utf-8")
     return len(regions)

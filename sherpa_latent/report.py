@@ -15,6 +15,7 @@ import numpy as np
 from sherpa.utils.err import SherpaErr
 
 from .classical import ClassicalFit, fit_absorbed_powerlaw
+from .fileio import strict_json
 from .grids import FIT_BAND
 from .hardness import HardnessRatios, hardness_ratios
 from .spectrum import Spectrum, load_spectrum
@@ -92,6 +93,10 @@ class SpectrumReport:
                 "limit_notes": fit.limit_notes,
             }
         return out
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` as strict JSON, on one line: NaN and infinities are null."""
+        return strict_json(self.to_dict())
 
     def to_text(self) -> str:
         """A short plain-text summary."""

@@ -292,3 +292,71 @@ def test_encode_killed_part_way_resumes_to_the_same_table(
         f"\n{len(paths)} files: uninterrupted run {t_reference:.1f} s (1 worker); killed and "
         f"resumed {t_interrupted:.1f} s (2 workers)"
     )
+
+
+# --- issue 12: progress files that cannot be trusted, text FITS cannot hold ------------
+def test_progress_mismatch_lives_in_errors() -> None:
+    from sherpa.utils.err import IOErr
+
+    from sherpa_latent import errors
+
+    assert ProgressMismatch is errors.ProgressMismatch
+    assert issubclass(ProgressMismatch, ValueError) and issubclass(ProgressMismatch, IOErr)
+
+
+def test_progress_file_without_a_valid_header_is_moved_aside(tmp_path: Path) -> None:
+    path = progress_path(tmp_path / "out.fits")
+    lines = '{"batch":0,"rows":[{"file":"a.pi","error":""}]}\n'  # a header lost in a race
+    path.write_text(lines)
+    notes: list[str] = []
+    progress = ProgressFile(path, {"netsha": "abc", "batch_size": 2})
+    assert progress.read(log=notes.append) == {}
+    aside = path.with_name(path.name + ".invalid")
+    assert aside.read_text() == lines
+    assert len(notes) == 1 and "no valid header" in notes[0] and str(aside) in notes[0]
+    assert json.loads(path.read_text())["netsha"] == "abc"  # a fresh header, nothing else
+    for bad in ("not json at all\n", "[1, 2]\n", '{"format": "something else"}\n'):
+        path.write_text(bad)
+        assert ProgressFile(path, {"netsha": "abc", "batch_size": 2}).read() == {}
+        assert aside.read_text() == bad
+
+
+def test_progress_file_drops_lines_that_are_not_batches(tmp_path: Path) -> None:
+    path = progress_path(tmp_path / "out.fits")
+    progress = ProgressFile(path, {"netsha": "abc", "batch_size": 2})
+    progress.read()
+    progress.append(0, [{"file": "ü a.pi", "error": ""}])
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write('{"rows": [{"no file": 1}]}\n')
+        handle.write('{"batch": 2, "rows": [{"file": "c", "error": ""}]}\n')
+    done = ProgressFile(path, {"netsha": "abc", "batch_size": 2}).read()
+    assert set(done) == {"ü a.pi"}  # the bad line and everything after it are done again
+    assert len(path.read_text().splitlines()) == 2
+
+
+def test_text_that_fits_cannot_hold_reads_back_exactly(tmp_path: Path) -> None:
+    from astropy.table import Table
+
+    from sherpa_latent.catalogue import read_table, write_table
+
+    names = ["3c 273 ü.pi", "50% done.pi", "tab\there.pi", "bad\udcff.pi", "日本.pi", "plain.pi"]
+    table = Table()
+    table["FILE"] = names
+    table["ERROR"] = ["", "50% of the counts", "", "", "", ""]  # ASCII: written as it is
+    table["CSTAT"] = np.arange(6.0)
+    out = tmp_path / "t.fits"
+    write_table(table, out)
+    assert list(table["FILE"]) == names and "PCTENC" not in table.meta  # not changed
+    with fits.open(out) as hdus:
+        raw = [str(v) for v in hdus[1].data["FILE"]]
+        assert hdus[1].header["PCTENC"] == "FILE"
+        assert str(hdus[1].data["ERROR"][1]) == "50% of the counts"
+    assert all(v.isascii() and v.isprintable() for v in raw)
+    assert raw[:3] == ["3c 273 %C3%BC.pi", "50%25 done.pi", "tab%09here.pi"]
+    back = read_table(out)
+    assert list(back["FILE"]) == names
+    assert _values(back["ERROR"])[1] == "50% of the counts"
+    assert "PCTENC" not in back.meta
+    again = tmp_path / "again.fits"
+    write_table(back, again)  # a table read back writes the same way
+    assert list(read_table(again)["FILE"]) == names

@@ -97,6 +97,21 @@ def test_extract_runs_specextract_then_reports(fake_ciao, tmp_path: Path, capsys
     assert f"specextract made {root}.pi" in out.err
 
 
+def test_extract_checks_its_outputs_before_specextract(fake_ciao, tmp_path: Path, capsys):
+    """Issue 12: an output that could not be written stops extract before CIAO runs."""
+    evt2 = tmp_path / "evt2.fits"
+    evt2.write_bytes(b"events")
+    missing = tmp_path / "no" / "report.fits"
+    args = ["extract", str(evt2), "circle(1,1,2)", "--outroot", str(tmp_path / "x")]
+    assert cli.main([*args, "--output", str(missing)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"sherpa-latent: {missing}: folder {missing.parent} does not exist"]
+    assert fake_ciao.calls == []  # specextract never ran
+    with pytest.raises(SystemExit, match="event file not found"):
+        cli.main(["extract", str(tmp_path / "none.fits"), "circle(1,1,2)", "--outroot", "x"])
+    assert fake_ciao.calls == []
+
+
 def test_extract_reports_a_failed_specextract_in_one_line(fake_ciao, tmp_path: Path, capsys):
     fake_ciao.fail = "ERROR: region file src.reg has no shapes"
     evt2 = tmp_path / "evt2.fits"

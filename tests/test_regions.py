@@ -67,3 +67,16 @@ def test_clobber_rules_and_an_empty_table(tmp_path: Path) -> None:
     assert write_regions(_table()[2:3], path, clobber=True) == 0  # no row with a position
     assert len(Regions.read(str(path), format="ds9")) == 0
     assert [p.name for p in tmp_path.iterdir()] == ["latents.reg"]  # no temporary left
+
+
+def test_non_ascii_labels_read_back(tmp_path: Path) -> None:
+    """Issue 12: a file name with a space and a non-ASCII letter labels its circle as it is."""
+    table = _table()[:2]
+    table["OBJECT"] = ["", ""]
+    table["FILE"] = ["data/3c 273 ü.pi", "data/bad\udcff.pi"]  # the second is not UTF-8
+    path = tmp_path / "latents.reg"
+    assert write_regions(table, path) == 2
+    text = path.read_bytes().decode("utf-8")  # the file is UTF-8
+    assert "3c 273 ü.pi" in text
+    parsed = Regions.read(str(path), format="ds9")
+    assert [r.meta["text"] for r in parsed] == ["3c 273 ü.pi", "bad\ufffd.pi"]

@@ -443,7 +443,7 @@ def response_awareness(
 
 
 def _write_outputs(out_dir: Path, results: dict) -> None:
-    write_json(out_dir / "evaluation.json", results)
+    write_json(out_dir / "evaluation.json", results, strict=True)
     with atomic_output(out_dir / "evaluation.md") as tmp:
         tmp.write_text(markdown_summary(results))
 
