@@ -40,6 +40,8 @@ import re
 import shutil
 import tempfile
 import threading
+import warnings as pywarnings
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +55,7 @@ from sherpa.utils.err import SherpaErr
 from sherpa.utils.numeric_types import SherpaFloat, SherpaUInt
 
 from .errors import SpectrumError, SpectrumFileError
+from .validation import check_file_name, column_numbers, keyword_number
 
 __all__ = [
     "ResponseFileCache",
@@ -301,6 +304,35 @@ def parse_header(block: bytes) -> dict[str, Any]:
     return header
 
 
+_TFORM = re.compile(r"^\s*(\d*)\s*([LXBIJKAEDCMPQ])([LXBIJKAEDCM]?)")
+_TYPE_BYTES = {"L": 1, "B": 1, "I": 2, "J": 4, "K": 8, "A": 1, "E": 4, "D": 8, "C": 8, "M": 16}
+
+
+def _table_layout(header: dict[str, Any]) -> dict[str, tuple[int, str, int]]:
+    """Upper-case column name -> (byte offset in a row, type code, bytes per element).
+
+    For a variable-length column (P or Q) the element is that of the array it points to.
+    Columns after one whose TFORM cannot be read are left out.
+    """
+    layout: dict[str, tuple[int, str, int]] = {}
+    offset = 0
+    for n in range(1, int(header.get("TFIELDS") or 0) + 1):
+        match = _TFORM.match(str(header.get(f"TFORM{n}", "")).upper())
+        if match is None:
+            break
+        repeat = int(match[1]) if match[1] else 1
+        code = match[2]
+        name = str(header.get(f"TTYPE{n}", "")).strip().upper()
+        if code in "PQ":
+            element = _TYPE_BYTES.get(match[3], 1) if match[3] != "X" else 1
+            layout[name] = (offset, code, element)
+            offset += repeat * (8 if code == "P" else 16) if repeat else 0
+        else:
+            layout[name] = (offset, code, _TYPE_BYTES.get(code, 1))
+            offset += (repeat + 7) // 8 if code == "X" else repeat * _TYPE_BYTES[code]
+    return layout
+
+
 def _fits_name(path: str) -> tuple[str, str | None]:
     """A name cfitsio reads literally: the path, or a symbolic link to it in a temp folder."""
     if not _CFITSIO_SYNTAX.search(path):
@@ -350,16 +382,56 @@ class _FitsFile:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _header_bytes(self, index: int) -> bytes:
-        offsets = self.hdus[index].get_offsets()
-        start, stop = int(offsets["header_start"]), int(offsets["data_start"])
+    def _bytes(self, start: int, stop: int) -> bytes:
+        """Bytes ``start:stop`` of the (decompressed) file; fewer where the file ends first."""
         if self._gzipped:
             if self._raw is None:
                 self._raw = self._fits.read_raw()
             return self._raw[start:stop]
         with open(self.path, "rb") as handle:
             handle.seek(start)
-            return handle.read(stop - start)
+            return handle.read(max(0, stop - start))
+
+    def _header_bytes(self, index: int) -> bytes:
+        offsets = self.hdus[index].get_offsets()
+        return self._bytes(int(offsets["header_start"]), int(offsets["data_start"]))
+
+    def _check_variable_columns(self, index: int, names: Sequence[str]) -> None:
+        """Refuse variable-length columns whose descriptors point outside the heap.
+
+        cfitsio follows a damaged descriptor (a flipped byte in a count or an offset) out
+        of the file's data and can crash the process, so the descriptors of the columns
+        about to be read are checked first, from the raw bytes of the table.
+        """
+        header = self.header(index)
+        layout = _table_layout(header)
+        wanted = [(n, *layout[n]) for n in names if n in layout and layout[n][1] in "PQ"]
+        if not wanted:
+            return
+        width, rows = int(header.get("NAXIS1") or 0), int(header.get("NAXIS2") or 0)
+        pcount = int(header.get("PCOUNT") or 0)
+        theap = int(header.get("THEAP") or width * rows)
+        heap_size = pcount - (theap - width * rows)
+        start = int(self.hdus[index].get_offsets()["data_start"])
+        table = self._bytes(start, start + width * rows)
+        heap_end = start + theap + heap_size
+        if len(table) < width * rows or len(self._bytes(heap_end - 1, heap_end)) < 1:
+            raise _NotKind("the file ends inside its table (truncated)")
+        rows_bytes = np.frombuffer(table, dtype=np.uint8).reshape(rows, width)
+        for name, offset, kind, element in wanted:
+            size = 8 if kind == "P" else 16
+            raw = np.ascontiguousarray(rows_bytes[:, offset : offset + size])
+            pairs = raw.view(">i4" if kind == "P" else ">i8").reshape(rows, 2).astype(np.int64)
+            count, where = pairs[:, 0], pairs[:, 1]
+            if (
+                (count < 0).any()
+                or (where < 0).any()
+                or ((where + count * element) > heap_size).any()
+            ):
+                raise _NotKind(
+                    f"the {name} column points outside the table's data (damaged "
+                    "variable-length array descriptors)"
+                )
 
     def header(self, index: int) -> dict[str, Any]:
         """All keyword values of HDU ``index`` (parsed once)."""
@@ -401,6 +473,7 @@ class _FitsFile:
         wanted = [have[n] for n in names if n in have]
         if not wanted:
             return {}
+        self._check_variable_columns(index, [n for n in names if n in have])
         data = self.hdus[index].read(columns=wanted, vstorage="object")
         return {name.upper(): data[name] for name in wanted}
 
@@ -434,8 +507,12 @@ def describe_problem(path: str, exc: BaseException | str, kind: str) -> str:
     from astropy.io import fits
 
     what = {"arf": "an ARF", "rmf": "an RMF", "pha": "a PHA spectrum"}[kind]
+    gzip_problem = _gzip_problem(path)
+    if gzip_problem:
+        return gzip_problem
     try:
-        with fits.open(path, memmap=False) as hdus:
+        with pywarnings.catch_warnings(), fits.open(path, memmap=False) as hdus:
+            pywarnings.simplefilter("ignore")  # the message says what is wrong
             hdus.verify("exception")
             for hdu in hdus:
                 _ = hdu.data  # forces reading every data block
@@ -446,13 +523,42 @@ def describe_problem(path: str, exc: BaseException | str, kind: str) -> str:
     return f"could not be read as {what}: {msg.replace(path, '').strip(' :')}"
 
 
+def _gzip_problem(path: str) -> str | None:
+    """Why a gzip file cannot be decompressed (None when it is not gzip or decompresses)."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(2) != b"\x1f\x8b":
+                return None
+            handle.seek(0)
+            inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            while chunk := handle.read(1 << 20):
+                inflate.decompress(chunk, 1 << 20)
+                while inflate.unconsumed_tail:
+                    inflate.decompress(inflate.unconsumed_tail, 1 << 20)
+            if not inflate.eof:
+                return "damaged gzip file: it ends before its compressed data does (truncated)"
+    except zlib.error:
+        return "damaged gzip file: its compressed data cannot be decompressed (corrupt)"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    return None
+
+
 def _existing(path: str) -> str:
     """The file itself, or its gzipped copy (as Sherpa looks for ``name.gz``)."""
+    check_file_name(path)
     if os.path.isfile(path):
         return path
     if os.path.isfile(path + ".gz"):
         return path + ".gz"
     raise SpectrumFileError(path, "file not found")
+
+
+_READ_ERRORS = (
+    OSError, ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError,
+    EOFError, MemoryError, RuntimeError, zlib.error, SherpaErr,
+)  # fmt: skip
+"""What reading a damaged file can raise (each becomes a one-line SpectrumFileError)."""
 
 
 @contextlib.contextmanager
@@ -465,7 +571,7 @@ def _opened(path: str, kind: str) -> Iterator[_FitsFile]:
         raise
     except _NotKind as exc:
         raise SpectrumFileError(path, describe_problem(path, exc, kind)) from None
-    except (OSError, ValueError, TypeError, KeyError, IndexError, SherpaErr) as exc:
+    except _READ_ERRORS as exc:
         raise SpectrumFileError(path, describe_problem(path, exc, kind)) from None
 
 
@@ -716,7 +822,7 @@ def read_pha_block(
         cols = f.read(index, wanted + special)
         if "CHANNEL" not in cols:
             raise _NotKind("no CHANNEL column")
-        channel = np.asarray(cols["CHANNEL"], dtype=SherpaFloat)
+        channel = column_numbers(path, "CHANNEL", cols["CHANNEL"])
         pha_header = f.sherpa_header(index, _PHA_NOT_IN_HEADER)
         if channel.ndim == 2:
             if len(channel) != 1:
@@ -732,24 +838,24 @@ def read_pha_block(
             for key in special:
                 pha_header.pop(key, None)
             pha_header.update({k: cols[k] for k in special if k in cols})
-        exposure = header.get("EXPOSURE")
+        exposure = keyword_number(path, "EXPOSURE", header.get("EXPOSURE"))
         if "COUNTS" in cols:
-            counts = np.asarray(cols["COUNTS"], dtype=SherpaFloat)
+            counts = column_numbers(path, "COUNTS", cols["COUNTS"])
         elif "RATE" in cols:
             if exposure is None:
                 raise _NotKind("a RATE column but no EXPOSURE keyword")
-            counts = np.asarray(cols["RATE"], dtype=SherpaFloat) * exposure
+            counts = column_numbers(path, "RATE", cols["RATE"]) * exposure
             if "STAT_ERR" in cols:
-                cols["STAT_ERR"] = np.asarray(cols["STAT_ERR"], dtype=SherpaFloat) * exposure
+                cols["STAT_ERR"] = column_numbers(path, "STAT_ERR", cols["STAT_ERR"]) * exposure
         else:
             raise _NotKind("no COUNTS or RATE column")
         nrows = len(channel)
 
         def value(name: str, expand: bool = False):
             if name in cols:
-                column = np.asarray(cols[name], dtype=SherpaFloat)
+                column = column_numbers(path, name, cols[name])
                 return column[()] if column.ndim == 0 else column
-            found = _scalar(header.get(name))
+            found = _scalar(keyword_number(path, name, header.get(name)))
             if found is None or not expand:
                 return found
             return np.full(nrows, found, dtype=SherpaFloat)
@@ -778,7 +884,7 @@ def read_pha_block(
         extra = [
             DataPHA(
                 path,
-                counts=np.asarray(cols[name], dtype=SherpaFloat),
+                counts=column_numbers(path, name, cols[name]),
                 backscal=value(scale),
                 **{**kwargs, "header": dict(kwargs["header"])},
             )
@@ -945,6 +1051,7 @@ def read_spectrum(
         with another number of channels.
     """
     path = os.fspath(path)
+    check_file_name(path)
     if not os.path.isfile(path) and not os.path.isfile(path + ".gz"):
         raise SpectrumFileError(path, "file not found")
     cache = active_cache() if cache is None else cache

@@ -27,6 +27,7 @@ from .errors import SpectrumError
 from .grids import FIT_BAND, INPUT_GRID, MODEL_GRID, EnergyGrid, channel_bin_index
 from .projection import overlap_matrix, project_response
 from .reader import ResponseFileCache, find_named_file, header_file_names, read_spectrum
+from .validation import check_pha, check_spectrum
 
 __all__ = [
     "Spectrum",
@@ -37,11 +38,6 @@ __all__ = [
     "find_named_file",
     "arf_on_rmf_grid",
 ]
-
-MAX_IMAGING_CHANNELS = 2048
-"""ACIS imaging spectra have 1024 PI channels; grating spectra have thousands."""
-
-_GRATING_KEYWORDS = ("TG_M", "TG_PART", "TG_SRCID")
 
 
 @dataclass(frozen=True)
@@ -126,7 +122,11 @@ class Spectrum:
     warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        _validate(self.path, self.pha)
+        # Every check of sherpa_latent.validation, whichever way the spectrum was made;
+        # what does not stop it (no ARF, odd grouping) joins the warnings.
+        for warning in check_spectrum(self.path, self.pha):
+            if warning not in self.warnings:
+                self.warnings.append(warning)
 
     # --- header facts -------------------------------------------------------------
     def _keyword(self, name: str, default=None):
@@ -384,10 +384,12 @@ def load_spectrum(
     Raises
     ------
     SpectrumFileError
-        The file (or a response file) is missing or is not readable FITS.
+        The file (or a response file) is missing, a directory, or not readable FITS.
     SpectrumError
-        The spectrum cannot be used: no response, mismatched channels, a grating or HRC
-        spectrum, no counts in 0.5-7 keV, or NaN values.
+        The spectrum, its background or a response cannot be used (see
+        :mod:`sherpa_latent.validation`): not Chandra ACIS imaging, bad EXPOSURE,
+        BACKSCAL or AREASCAL, damaged counts, grouping or quality, a broken ARF or RMF,
+        mismatched channels, no counts in 0.5-7 keV. The message names the file at fault.
 
     Examples
     --------
@@ -401,18 +403,9 @@ def load_spectrum(
         rmf=rmf,
         background=background,
         cache=cache,
-        check=lambda pha: _check_instrument(path, pha),
+        check=lambda pha: check_pha(path, pha),
     )
-    warnings = list(read.warnings)
-    arf_obj, rmf_obj = read.pha.get_arf(), read.pha.get_rmf()
-    if arf_obj is not None and len(arf_obj.energ_lo) < len(rmf_obj.energ_lo):
-        warnings.append(
-            f"ARF {os.path.basename(str(arf_obj.name))} has {len(arf_obj.energ_lo)} energy bins, "
-            f"fewer than the {len(rmf_obj.energ_lo)} of the RMF: Sherpa folds an ARF only on "
-            "the RMF's grid or a finer one, so a Sherpa fit of this data set fails; the "
-            "representation averages the ARF over the RMF's bins"
-        )
-    return Spectrum(path=path, pha=read.pha, warnings=warnings)
+    return Spectrum(path=path, pha=read.pha, warnings=list(read.warnings))
 
 
 def spectrum_from_pha(pha: DataPHA, path: str | None = None) -> Spectrum:
@@ -432,71 +425,4 @@ def spectrum_from_pha(pha: DataPHA, path: str | None = None) -> Spectrum:
             "analysis is set to wavelength; sherpa_latent works in energy "
             "(use set_analysis('energy'))",
         )
-    _check_instrument(name, pha)
     return Spectrum(path=name, pha=pha)
-
-
-def _check_instrument(path: str, pha: DataPHA) -> None:
-    """Refuse grating and HRC spectra before any response is read."""
-    header = pha.header
-    nchan = len(pha.channel)
-    # The GRATING keyword alone is no test: the zeroth order of an HETG or LETG
-    # observation is an imaging spectrum with an imaging response.
-    if any(k in header for k in _GRATING_KEYWORDS) or nchan > MAX_IMAGING_CHANNELS:
-        grating = str(header.get("GRATING", "") or "").strip().upper()
-        detail = f"{grating}, " if grating not in ("NONE", "") else ""
-        raise SpectrumError(
-            path,
-            f"grating spectrum ({detail}{nchan} channels); sherpa_latent handles ACIS imaging "
-            "spectra only",
-        )
-    instrument = str(header.get("INSTRUME", "") or "").strip().upper()
-    if instrument.startswith("HRC"):
-        raise SpectrumError(
-            path, "HRC spectrum: HRC has almost no energy resolution; use an ACIS spectrum"
-        )
-
-
-def _validate(path: str, pha: DataPHA) -> None:
-    """Checks that every Spectrum passes, whichever way it was made."""
-    counts = np.asarray(pha.counts, dtype=float)
-    if not np.all(np.isfinite(counts)):
-        bad = int(np.sum(~np.isfinite(counts)))
-        raise SpectrumError(path, f"{bad} NaN or infinite values in the COUNTS column")
-    if np.any(counts < 0):
-        raise SpectrumError(path, "negative counts")
-    rmf = pha.get_rmf()
-    if rmf is None:
-        raise SpectrumError(path, "no response (RMF) attached")
-    if int(rmf.detchans) != len(pha.channel):
-        raise SpectrumError(
-            path,
-            f"RMF {os.path.basename(str(rmf.name))} has {int(rmf.detchans)} channels but the "
-            f"spectrum has {len(pha.channel)}",
-        )
-    arf = pha.get_arf()
-    if arf is not None and not np.all(np.isfinite(arf.specresp)):
-        raise SpectrumError(path, "NaN in the ARF's SPECRESP")
-    if arf is not None and len(arf.specresp) != len(rmf.energ_lo):
-        if not np.any(arf_on_rmf_grid(arf, rmf) > 0):
-            raise SpectrumError(
-                path,
-                f"ARF {os.path.basename(str(arf.name))} "
-                f"({float(np.min(arf.energ_lo)):.3g}-{float(np.max(arf.energ_hi)):.3g} keV) "
-                f"does not overlap the RMF's energy grid "
-                f"({float(np.min(rmf.energ_lo)):.3g}-{float(np.max(rmf.energ_hi)):.3g} keV)",
-            )
-    if not (np.isfinite(pha.exposure or np.nan) and pha.exposure > 0):
-        raise SpectrumError(path, "EXPOSURE is missing or not positive")
-    if pha.background_ids:
-        bkg = np.asarray(pha.get_background().counts, dtype=float)
-        if bkg.shape != counts.shape:
-            raise SpectrumError(
-                path, f"background has {bkg.size} channels but the spectrum has {counts.size}"
-            )
-        if not np.all(np.isfinite(bkg)):
-            raise SpectrumError(path, "NaN in the background counts")
-    mid = 0.5 * (np.asarray(rmf.e_min) + np.asarray(rmf.e_max))
-    in_band = (mid >= FIT_BAND[0]) & (mid < FIT_BAND[1])
-    if counts[in_band].sum() <= 0:
-        raise SpectrumError(path, f"no counts in {FIT_BAND[0]}-{FIT_BAND[1]} keV")

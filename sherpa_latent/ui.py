@@ -25,17 +25,19 @@ replaced; :func:`get_latent` returns them, encoding when needed.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sherpa.astro import ui as _ui
 from sherpa.astro.data import DataPHA
-from sherpa.utils.err import IdentifierErr
+from sherpa.utils.err import IdentifierErr, SherpaErr
 
 from .classical import ClassicalFit, fit_absorbed_powerlaw
 from .errors import SpectrumError
@@ -98,6 +100,8 @@ bremss, plasma = _physics["bremss"], _physics["plasma"]
 # data id -> (weak reference to the DataPHA, fingerprint, network SHA-256, result)
 _results: dict[IdType, tuple[Any, tuple, str, LatentResult]] = {}
 
+log = logging.getLogger(__name__)
+
 
 # --------------------------------------------------------------------------------------
 # data
@@ -117,8 +121,34 @@ def _pha(id: IdType | None) -> DataPHA:
     return data
 
 
+def _data_name(id: IdType | None, pha: Any = None) -> str:
+    """The data set's file name (or "data set <id>" when it has none), for messages."""
+    name = getattr(pha, "name", None) if pha is not None else None
+    return str(name) if name else f"data set {_resolve_id(id)}"
+
+
+@contextlib.contextmanager
+def _sherpa_errors(name: str, doing: str) -> Iterator[None]:
+    """Let Sherpa's errors through; any other becomes a one-line SpectrumError naming ``name``.
+
+    Validation (:mod:`sherpa_latent.validation`) refuses what it knows is wrong first;
+    this is what is left, so that a session command never ends in a bare numpy error.
+    """
+    try:
+        yield
+    except SherpaErr:
+        raise
+    except Exception as exc:  # noqa: BLE001 - turned into Sherpa's own class, chained
+        text = " ".join(str(exc).split()) or "no message"
+        raise SpectrumError(name, f"{doing} failed: {text} (unexpected: please report it)") from exc
+
+
 def get_spectrum(id: IdType | None = None) -> Spectrum:
     """The session's data set ``id`` as a validated :class:`~sherpa_latent.Spectrum`.
+
+    The checks are those of :func:`sherpa_latent.load_spectrum`
+    (:mod:`sherpa_latent.validation`); what does not stop the data set being used is in
+    ``Spectrum.warnings``.
 
     Parameters
     ----------
@@ -130,10 +160,14 @@ def get_spectrum(id: IdType | None = None) -> Spectrum:
     IdentifierErr
         No such data set.
     SpectrumError
-        The data set cannot be used (not a PHA, no response, wavelength analysis, ...).
+        The data set cannot be used (not a PHA, no response, wavelength analysis, bad
+        EXPOSURE/BACKSCAL/AREASCAL, a broken ARF or RMF, ...); the message names the file
+        at fault.
     """
     pha = _pha(id)
-    return spectrum_from_pha(pha, getattr(pha, "name", None) or f"data set {_resolve_id(id)}")
+    name = _data_name(id, pha)
+    with _sherpa_errors(name, "checking the data set"):
+        return spectrum_from_pha(pha, name)
 
 
 def hardness_ratios(id: IdType | None = None) -> HardnessRatios:
@@ -144,7 +178,9 @@ def hardness_ratios(id: IdType | None = None) -> HardnessRatios:
     id : int or str, optional
         Data set identifier.
     """
-    return _hardness_ratios(get_spectrum(id))
+    spectrum = get_spectrum(id)
+    with _sherpa_errors(spectrum.path, "hardness ratios"):
+        return _hardness_ratios(spectrum)
 
 
 def fit_classical(id: IdType | None = None) -> ClassicalFit:
@@ -157,7 +193,9 @@ def fit_classical(id: IdType | None = None) -> ClassicalFit:
     id : int or str, optional
         Data set identifier.
     """
-    return fit_absorbed_powerlaw(get_spectrum(id))
+    spectrum = get_spectrum(id)
+    with _sherpa_errors(spectrum.path, "the classical fit"):
+        return fit_absorbed_powerlaw(spectrum)
 
 
 # --------------------------------------------------------------------------------------
@@ -194,12 +232,17 @@ def get_network() -> LatentEncoder:
 
 
 def _fingerprint(pha: DataPHA) -> tuple:
+    def digest(values: Any) -> int:
+        return hash(np.asarray(values).tobytes()) if values is not None else 0
+
     bkg = pha.get_background() if pha.background_ids else None
     arf, rmf = pha.get_arf(), pha.get_rmf()
     return (
-        hash(np.asarray(pha.counts, dtype=float).tobytes()),
-        None if bkg is None else hash(np.asarray(bkg.counts, dtype=float).tobytes()),
-        float(pha.exposure or 0.0),
+        digest(pha.counts),
+        None if bkg is None else (digest(bkg.counts), repr(bkg.exposure), repr(bkg.backscal)),
+        repr(pha.exposure),
+        repr(pha.backscal),
+        repr(pha.areascal),
         None if arf is None else (arf.name, id(arf)),
         None if rmf is None else (rmf.name, id(rmf)),
     )
@@ -232,9 +275,13 @@ def encode(id: IdType | None = None) -> LatentResult:
     """
     key = _resolve_id(id)
     spectrum = get_spectrum(key)
+    for warning in spectrum.warnings:
+        log.warning("%s: %s", spectrum.path, warning)
     encoder = current_encoder()
-    (result,) = encoder.encode([spectrum], names=[spectrum.path])
-    _results[key] = (weakref.ref(spectrum.pha), _fingerprint(spectrum.pha), encoder.sha256, result)
+    with _sherpa_errors(spectrum.path, "encoding"):
+        (result,) = encoder.encode([spectrum], names=[spectrum.path])
+        fingerprint = _fingerprint(spectrum.pha)
+    _results[key] = (weakref.ref(spectrum.pha), fingerprint, encoder.sha256, result)
     return result
 
 
@@ -251,7 +298,9 @@ def get_latent(id: IdType | None = None) -> LatentResult:
     stored = _results.get(key)
     if stored is not None:
         ref, fingerprint, sha, result = stored
-        if ref() is pha and fingerprint == _fingerprint(pha) and sha == current_encoder().sha256:
+        with _sherpa_errors(_data_name(key, pha), "checking the stored encoding"):
+            same = ref() is pha and fingerprint == _fingerprint(pha)
+        if same and sha == current_encoder().sha256:
             if getattr(pha, "units", "energy") == "wavelength":
                 get_spectrum(key)  # raises the wavelength error
             return result
@@ -342,7 +391,14 @@ def latent_report(ids: IdType | Sequence[IdType] | None = None, classical: bool 
         ``CSTAT``, ``DOF``; with ``classical``: ``PL_NH``, ``PL_NH_LO``, ``PL_NH_HI``
         (1e22 cm^-2), ``PL_GAMMA``, ``PL_GAMMA_LO``, ``PL_GAMMA_HI``, ``PL_STATISTIC``,
         ``PL_STAT``, ``PL_DOF``, ``PL_FLUX`` and ``PL_FLUX_UNABS`` (0.5-7 keV,
-        erg/cm^2/s).
+        erg/cm^2/s); last, ``WARNINGS``: what did not stop the data set being used (no
+        ARF, odd grouping), joined by "; " (empty when none).
+
+    Raises
+    ------
+    SpectrumError
+        A data set cannot be used; the message names its file (or the response or
+        background file at fault).
     """
     from astropy import units as u
     from astropy.table import Table
@@ -389,6 +445,7 @@ def latent_report(ids: IdType | Sequence[IdType] | None = None, classical: bool 
         energy_flux = u.Unit("erg cm-2 s-1")
         table["PL_FLUX"] = np.array([r[3].flux_absorbed for r in rows]) * energy_flux
         table["PL_FLUX_UNABS"] = np.array([r[3].flux_unabsorbed for r in rows]) * energy_flux
+    table["WARNINGS"] = ["; ".join(r[1].warnings) for r in rows]
     table.meta["NETWORK"] = encoder.name
     table.meta["NETSHA"] = encoder.sha256
     table.meta["BAND"] = "0.5-7.0 keV"
@@ -470,4 +527,5 @@ def plot_latent_fit(
             )
             encoder = get_encoder(source.network)
     fit = fit_classical(key) if classical else None
-    return _plot(spectrum, result, encoder, classical=fit, ax=ax, path=path)
+    with _sherpa_errors(spectrum.path, "plotting"):
+        return _plot(spectrum, result, encoder, classical=fit, ax=ax, path=path)

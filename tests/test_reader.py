@@ -687,3 +687,47 @@ def test_every_shared_spectrum_reads_as_in_sherpa(shared_chandra: Path) -> None:
     arfs = sorted(shared_chandra.glob("**/*arf*")) + [shared_chandra / "arf.fits"]
     for path in {p for p in arfs if p.is_file()}:
         assert_same_arf(read_arf(path), _sherpa(io.read_arf, str(path)))
+
+
+# --- issue 12: names that are not files, keywords that are not numbers, damaged gzip -------
+def test_names_that_are_not_files_say_so(sherpa_data: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    with pytest.raises(SpectrumFileError, match=r"a_folder: is a directory, not a file"):
+        read_rmf(folder)
+    with pytest.raises(SpectrumFileError, match=r"^empty file name"):
+        read_arf("")
+    with pytest.raises(SpectrumFileError, match=r"is a directory, not a file"):
+        read_spectrum(tmp_path)
+
+
+def test_keywords_that_are_not_numbers(tmp_path: Path, pha_3c273: Path) -> None:
+    text = write_modified_pha(tmp_path / "text.pi", pha_3c273, header={"BACKSCAL": "wide"})
+    with pytest.raises(SpectrumError) as info:
+        read_pha_block(text)
+    assert str(info.value) == f"{text}: BACKSCAL is not a number ('wide')"
+    logical = write_modified_pha(tmp_path / "logical.pi", pha_3c273, header={"EXPOSURE": True})
+    with pytest.raises(SpectrumError, match="EXPOSURE is a logical value"):
+        read_pha_block(logical)
+    # a number written as text is read as the number (Sherpa would keep the text)
+    numeric = write_modified_pha(tmp_path / "num.pi", pha_3c273, header={"EXPOSURE": "38564.6"})
+    assert read_pha_block(numeric).pha.exposure == pytest.approx(38564.6)
+    assert load_spectrum(numeric).exposure == pytest.approx(38564.6)
+
+
+def test_damaged_gzip_names_the_file(sherpa_data: Path, tmp_path: Path) -> None:
+    data = gzip.compress((sherpa_data / "3c273.rmf").read_bytes())
+    cut = tmp_path / "cut.rmf.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(SpectrumFileError) as info:
+        read_rmf(cut)
+    assert str(info.value) == (
+        f"{cut}: damaged gzip file: it ends before its compressed data does (truncated)"
+    )
+    flipped = bytearray(data)
+    for i in range(300, 340):
+        flipped[i] ^= 0xFF
+    bad = tmp_path / "bad.rmf.gz"
+    bad.write_bytes(bytes(flipped))
+    with pytest.raises(SpectrumFileError, match=r"bad.rmf.gz: damaged gzip file: .*corrupt"):
+        read_rmf(bad)

@@ -208,3 +208,23 @@ def test_mixed_models_and_flux_on_3c273(default_session) -> None:
         f"({100 * (latent_flux / classical_flux - 1):+.2f}%)"
     )
     assert latent_flux == pytest.approx(classical_flux, rel=0.10)
+
+
+def test_changed_scaling_makes_the_stored_encoding_stale(two_spectra) -> None:
+    """Issue 12: a new BACKSCAL (or EXPOSURE) is a new data set for the network."""
+    first = slui.encode(1)
+    assert slui.get_latent(1) is first
+    ui.set_backscal(1, 2 * float(ui.get_backscal(1)))
+    again = slui.get_latent(1)
+    assert again is not first
+    assert slui.get_latent(1) is again
+    ui.set_exposure(1, 0.5 * float(ui.get_exposure(1)))
+    assert slui.get_latent(1) is not again
+
+
+def test_latent_report_carries_the_warnings(two_spectra) -> None:
+    table = slui.latent_report(classical=False)
+    assert list(table["WARNINGS"]) == ["", ""]
+    ui.get_data(1).set_arf(None)  # as if ANCRFILE = none
+    table = slui.latent_report(1, classical=False)
+    assert table["WARNINGS"][0].startswith("no ARF (ANCRFILE = none)")
