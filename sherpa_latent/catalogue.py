@@ -730,6 +730,8 @@ def report_table(
     text = {k: np.full(n, "", dtype=object) for k in ("FILE", "OBJECT", "OBSID", "INSTRUMENT")}
     error = np.full(n, "", dtype=object)
     label = np.full(n, "", dtype=object)
+    notes = np.full(n, "", dtype=object)
+    at_limit = {k: np.zeros((n, 2), dtype=bool) for k in ("NH_CLASSICAL", "GAMMA")}
     exposure, net = full(), full()
     triples = {
         k: (full(), full(), full()) for k in ("HR_HM", "HR_HS", "HR_MS", "NH_CLASSICAL", "GAMMA")
@@ -746,8 +748,14 @@ def report_table(
         values: dict[str, Sequence[float]] = {
             key.upper(): value for key, value in rep.hardness.to_dict().items()
         }
+        said = list(rep.warnings)
         if rep.classical is not None:
             values["NH_CLASSICAL"], values["GAMMA"] = rep.classical.nh, rep.classical.gamma
+            at_limit["NH_CLASSICAL"][i] = rep.classical.nh_at_limit
+            at_limit["GAMMA"][i] = rep.classical.gamma_at_limit
+            said += list(rep.classical.limit_notes)
+            said += [rep.classical.note] if rep.classical.note else []
+        notes[i] = "; ".join(said)
         if rep.latent is not None:
             values["NH_LATENT"] = rep.latent.nh
             cluster[i], label[i] = rep.latent.cluster, rep.latent.cluster_label
@@ -763,8 +771,13 @@ def report_table(
         unit = NH_UNIT if key.startswith("NH") else None
         for suffix, column in (("", value), ("_LO", lo), ("_HI", hi)):
             table[key + suffix] = column if unit is None else column * unit
+    for key, flags in at_limit.items():
+        # True where that bound is the parameter's limit, not a measured bound
+        table[key + "_LO_AT_LIMIT"] = flags[:, 0]
+        table[key + "_HI_AT_LIMIT"] = flags[:, 1]
     table["CLUSTER"] = cluster
     table["CLUSTER_LABEL"] = label.astype(str)
+    table["WARNINGS"] = notes.astype(str)
     table["ERROR"] = error.astype(str)
     table.meta.update(provenance(encoder))
     table.meta["HRLEVEL"] = "68% credible intervals (CSC bands 0.5-1.2, 1.2-2, 2-7 keV)"

@@ -37,7 +37,21 @@ def _one_line(path: str | None, problem: str) -> str:
     return f"{path}: {problem}" if path else problem
 
 
-class SpectrumFileError(IOErr):
+class _FileProblem:
+    """The one constructor of the errors about a file: ``path`` (or None) and ``problem``.
+
+    Mixed in before a Sherpa exception class; the message is :func:`_one_line`'s.
+    """
+
+    def __init__(self, path: str | os.PathLike | None, problem: str) -> None:
+        if path is not None:
+            path = os.fspath(path) if isinstance(path, os.PathLike) else str(path)
+        self.path = path
+        self.problem = str(problem)
+        super().__init__(_one_line(self.path, self.problem))
+
+
+class SpectrumFileError(_FileProblem, IOErr):
     """A file could not be read: missing, truncated, not FITS, or missing its HDU.
 
     Parameters
@@ -48,14 +62,8 @@ class SpectrumFileError(IOErr):
         What is wrong with it.
     """
 
-    def __init__(self, path: str, problem: str) -> None:
-        self.path = str(path)
-        self.problem = str(problem)
-        # SherpaErr uses the first argument as the message when it is not a known key.
-        super().__init__(_one_line(self.path, self.problem))
 
-
-class SpectrumError(DataErr):
+class SpectrumError(_FileProblem, DataErr):
     """A spectrum was read but cannot be used (wrong instrument, bad values, mismatch).
 
     Parameters
@@ -66,19 +74,9 @@ class SpectrumError(DataErr):
         What is wrong with it.
     """
 
-    def __init__(self, path: str | None, problem: str) -> None:
-        self.path = None if path is None else str(path)
-        self.problem = str(problem)
-        super().__init__(_one_line(self.path, self.problem))
 
-
-class NetworkFileError(IOErr):
+class NetworkFileError(_FileProblem, IOErr):
     """A network file is missing, malformed or does not match its recorded SHA-256."""
-
-    def __init__(self, path: str, problem: str) -> None:
-        self.path = str(path)
-        self.problem = str(problem)
-        super().__init__(_one_line(self.path, self.problem))
 
 
 class LatentModelError(ModelErr):
@@ -89,7 +87,7 @@ class LatentModelError(ModelErr):
         super().__init__(_one_line(None, self.problem))
 
 
-class ProgressMismatch(IOErr, ValueError):
+class ProgressMismatch(_FileProblem, IOErr, ValueError):
     """An ``encode`` progress file was made by another kind of run (network, grids, batch).
 
     Also a ``ValueError``, as it was before it moved here from ``catalogue``.
@@ -102,13 +100,8 @@ class ProgressMismatch(IOErr, ValueError):
         What differs and what to do.
     """
 
-    def __init__(self, path: str | os.PathLike, problem: str) -> None:
-        self.path = os.fspath(path)
-        self.problem = str(problem)
-        super().__init__(_one_line(self.path, self.problem))
 
-
-class OutputError(IOErr):
+class OutputError(_FileProblem, IOErr):
     """An output cannot be written: missing or read-only folder, clobber not set, a folder.
 
     Parameters
@@ -118,11 +111,6 @@ class OutputError(IOErr):
     problem : str
         What is wrong and, where it helps, what to do.
     """
-
-    def __init__(self, path: str | os.PathLike, problem: str) -> None:
-        self.path = os.fspath(path)
-        self.problem = str(problem)
-        super().__init__(_one_line(self.path, self.problem))
 
 
 class OutputLocked(OutputError):
@@ -146,13 +134,8 @@ class StackFileError(IOErr):
         super().__init__(self.problem)
 
 
-class ShardError(IOErr):
+class ShardError(_FileProblem, IOErr):
     """A shard or shard folder is missing, damaged or inconsistent (one-line message)."""
-
-    def __init__(self, path: str | os.PathLike, problem: str) -> None:
-        self.path = os.fspath(path)
-        self.problem = str(problem)
-        super().__init__(_one_line(self.path, self.problem))
 
 
 class CiaoUnavailable(ImportError):

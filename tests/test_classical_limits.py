@@ -63,3 +63,16 @@ def test_a_bright_spectrum_has_no_limit_notes(pha_3c273: Path) -> None:
     fit = fit_absorbed_powerlaw(load_spectrum(pha_3c273))
     assert fit.limit_notes == () and fit.nh_at_limit == (False, False)
     assert fit.gamma_at_limit == (False, False)
+
+
+def test_limits_and_warnings_travel_into_the_fits_table(tmp_path: Path, pha_3c273: Path) -> None:
+    from sherpa_latent.catalogue import report_table
+
+    spectrum = load_spectrum(_faint(tmp_path, pha_3c273, 5, 1))
+    report = report_spectrum(spectrum)
+    table = report_table([report], encoder=None)
+    fit = report.classical
+    row = table[0]
+    assert (row["NH_CLASSICAL_LO_AT_LIMIT"], row["NH_CLASSICAL_HI_AT_LIMIT"]) == fit.nh_at_limit
+    assert (row["GAMMA_LO_AT_LIMIT"], row["GAMMA_HI_AT_LIMIT"]) == fit.gamma_at_limit
+    assert fit.limit_notes and all(note in table["WARNINGS"][0] for note in fit.limit_notes)
