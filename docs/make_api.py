@@ -202,7 +202,8 @@ def entry(module, name: str, const_docs: dict[str, str]) -> list[str]:
         if origin != module.__name__:
             lines += [f"Defined in `{origin}`.", ""]
         if issubclass(obj, BaseException):
-            lines += [f"Exception, subclass of `{obj.__mro__[1].__name__}`.", ""]
+            base = next(c for c in obj.__mro__[1:] if not c.__name__.startswith("_"))
+            lines += [f"Exception, subclass of `{base.__name__}`.", ""]
         else:
             lines += ["```python", signature(obj, name), "```", ""]
         lines += [first_paragraph(obj), ""]
