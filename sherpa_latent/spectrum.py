@@ -25,7 +25,7 @@ from sherpa.astro.instrument import rmf_to_matrix
 
 from .errors import SpectrumError
 from .grids import FIT_BAND, INPUT_GRID, MODEL_GRID, EnergyGrid, channel_bin_index
-from .projection import overlap_matrix, project_response
+from .projection import bin_mean, project_response
 from .reader import ResponseFileCache, find_named_file, header_file_names, read_spectrum
 from .validation import check_pha, check_spectrum
 
@@ -296,7 +296,7 @@ class Spectrum:
         return ResponseRepresentation(
             counts=counts,
             background=background,
-            effective_area=_mean_in_bins(energ_lo, energ_hi, specresp, input_grid.edges),
+            effective_area=bin_mean(energ_lo, energ_hi, specresp, input_grid.edges),
             response=response,
             exposure=self.exposure,
             input_grid=input_grid,
@@ -338,15 +338,6 @@ def arf_on_rmf_grid(arf, rmf) -> np.ndarray:
     inside = np.interp(hi, edges, integral) - np.interp(lo, edges, integral)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(hi > lo, inside / (hi - lo), 0.0)
-
-
-def _mean_in_bins(lo: np.ndarray, hi: np.ndarray, values: np.ndarray, edges: np.ndarray):
-    """Energy-weighted mean of a binned function over each bin of ``edges``."""
-    weights = overlap_matrix(lo, hi, edges)
-    covered = weights.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = (values @ weights) / covered
-    return np.where(covered > 0, mean, 0.0)
 
 
 # --- loading -----------------------------------------------------------------------------
