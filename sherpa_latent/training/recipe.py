@@ -11,6 +11,15 @@ A recipe is a TOML file with three tables::
 resumable), writing under the recipe's ``work_dir``; with ``install = true`` it copies the
 finished network and cluster model into the package's ``data/`` folder. The responses
 held out of training (some real, some synthetic) are the only ones the test set uses.
+
+A recipe with neither a ``[library]`` nor a ``[simulate]`` table whose ``[train]`` table
+names a ``data_dir`` trains on shards made before (with their own response library):
+no library is built and nothing is simulated.
+
+Under ``torchrun --nproc_per_node=N`` (one process per rank) only the training is
+distributed (see :mod:`sherpa_latent.training.train`): the steps before it (library,
+simulation) and after it (calibrations, install) run on rank 0 while the other ranks wait
+at a barrier, so that no step runs twice at once on the same files.
 """
 
 from __future__ import annotations
@@ -102,6 +111,7 @@ class Recipe:
         unknown = set(data) - {"work_dir", "install", "library", "simulate", "train"}
         if unknown:
             raise ValueError(f"{path}: unknown recipe keys: {', '.join(sorted(unknown))}")
+        _check_ranks(path, data.get("train", {}))
         work = Path(data.get("work_dir", "runs/default"))
         if not work.is_absolute():
             work = (path.parent / work).resolve()
@@ -116,7 +126,21 @@ class Recipe:
 
     @property
     def library_file(self) -> Path:
+        """The response library the recipe builds (``work_dir/library.npz``)."""
         return self.work_dir / "library.npz"
+
+    @property
+    def given_shards(self) -> bool:
+        """Whether the recipe trains on shards made before (see the module's text)."""
+        return "data_dir" in self.train and not self.library and not self.simulate
+
+    def train_folder(self, key: str) -> Path | None:
+        """A folder named in ``[train]`` (``data_dir``, ``val_dir``), relative to the recipe."""
+        value = self.train.get(key)
+        if value is None:
+            return None
+        folder = Path(value)
+        return folder if folder.is_absolute() else (self.path.parent / folder).resolve()
 
     def split_file(self) -> Path:
         return self.work_dir / "response_split.json"
@@ -135,14 +159,47 @@ def _response_split(library, held_out_real: list[str], n_held_synthetic: int) ->
     }
 
 
+def _check_ranks(path: Path, train: dict) -> None:
+    """Under torchrun, refuse a batch_size that the ranks cannot share evenly."""
+    from .train import TORCHRUN_VARIABLES, TrainConfig, check_world_size
+
+    if any(k not in os.environ for k in TORCHRUN_VARIABLES):
+        return
+    batch_size = train.get("batch_size", TrainConfig.batch_size)
+    try:
+        check_world_size(int(batch_size), int(os.environ["WORLD_SIZE"]))
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
 def prepare_data(recipe: Recipe, *, progress: bool = True) -> dict:
     """Build the response library and simulate the train, val and test sets (resumable).
+
+    For a recipe on shards made before (:attr:`Recipe.given_shards`) it only finds them.
 
     Returns
     -------
     dict
-        Paths of the library and of the three shard folders, and the response split.
+        Paths of the library and of the ``train``, ``val`` and ``test`` shard folders
+        (``val`` and ``test`` None when a recipe on given shards names none), and the
+        response split (``train``, ``test``: response indices).
     """
+    if recipe.given_shards:
+        from .shards import find_shards, library_path
+
+        train_dir = recipe.train_folder("data_dir")
+        find_shards(train_dir)
+        library = library_path(train_dir, recipe.train.get("library"))
+        n_responses = len(ResponseLibrary.load(library))
+        split = {"train": list(range(n_responses)), "test": [], "held_out_names": []}
+        val_dir = recipe.train_folder("val_dir")
+        return {
+            "library": library,
+            "split": split,
+            "train": train_dir,
+            "val": val_dir,
+            "test": None,
+        }
     recipe.work_dir.mkdir(parents=True, exist_ok=True)
     lib_cfg = recipe.library
     if recipe.library_file.exists():
@@ -187,6 +244,9 @@ def prepare_data(recipe: Recipe, *, progress: bool = True) -> dict:
 def run_recipe(path: str | os.PathLike, *, command_line: str | None = None, clobber=False):
     """Run a recipe from the start or from wherever an earlier run stopped.
 
+    Under ``torchrun`` every rank calls it: rank 0 alone prepares the data, calibrates
+    and installs (the others wait), and the training is distributed over all ranks.
+
     Parameters
     ----------
     path : path-like
@@ -202,25 +262,36 @@ def run_recipe(path: str | os.PathLike, *, command_line: str | None = None, clob
         The network file and the cluster-model file (None without clusters). A network
         already in the output folder is kept unless ``clobber`` is set.
     """
-    from .train import TrainConfig, train
+    from .train import TrainConfig, distributed_run, train
 
     recipe = Recipe.from_toml(path)
-    data = prepare_data(recipe, progress=True)
     settings = dict(recipe.train)
-    settings.setdefault("data_dir", str(data["train"]))
-    settings.setdefault("val_dir", str(data["val"]))
-    settings.setdefault("output_dir", str(recipe.work_dir / "network"))
-    config = TrainConfig.from_dict(settings, base_dir=recipe.path.parent)
-    network_path = Path(config.output_dir) / "network.safetensors"
-    clusters_path = Path(config.output_dir) / "clusters.safetensors"
-    if clobber or not network_path.exists():
-        config.clobber = clobber
-        result = train(config, command_line=command_line or f"sherpa-latent train {recipe.path}")
-        network_path, clusters_path = Path(result.network_path), result.clusters_path
+    with distributed_run(settings.get("device", "auto")) as run:
+        data = run.on_main(prepare_data, recipe, progress=True)
+        settings.setdefault("data_dir", str(data["train"]))
+        if data["val"] is not None:
+            settings.setdefault("val_dir", str(data["val"]))
+        settings.setdefault("output_dir", str(recipe.work_dir / "network"))
+        config = TrainConfig.from_dict(settings, base_dir=recipe.path.parent)
+        network_path = Path(config.output_dir) / "network.safetensors"
+        clusters_path = Path(config.output_dir) / "clusters.safetensors"
+        if run.on_main(lambda: clobber or not network_path.exists()):
+            config.clobber = clobber
+            command = command_line or f"sherpa-latent train {recipe.path}"
+            result = train(config, command_line=command)
+            network_path, clusters_path = Path(result.network_path), result.clusters_path
+        return run.on_main(_finish, recipe, config, data, network_path, clusters_path)
+
+
+def _finish(recipe: Recipe, config, data: dict, network_path: Path, clusters_path) -> tuple:
+    """Calibrate the trained network and install it when the recipe asks (rank 0)."""
     if clusters_path is not None and not Path(clusters_path).exists():
         clusters_path = None
-    calibrate_nh_intervals(network_path, data["val"])
-    calibrate_latent_widths(network_path, recipe.library_file, data["split"]["train"])
+    if data["val"] is not None:
+        calibrate_nh_intervals(network_path, data["val"])
+    else:  # given shards without a val_dir: the held-out rows of the training shards
+        calibrate_nh_intervals(network_path, data["train"], val_fraction=config.val_fraction)
+    calibrate_latent_widths(network_path, data["library"], data["split"]["train"])
     if recipe.install:
         install_network(network_path, clusters_path)
     return network_path, clusters_path
@@ -230,13 +301,16 @@ NH_CALIBRATION_EDGES = (300.0, 3000.0)
 """0.5-7 keV count edges of the ranges in which N_H intervals are calibrated."""
 
 
-def calibrate_nh_intervals(network_path, val_dir, *, level: float = 0.68) -> dict:
+def calibrate_nh_intervals(
+    network_path, val_dir, *, level: float = 0.68, val_fraction: float = 0.0
+) -> dict:
     """Scale the N_H head's sigma so its intervals cover ``level`` on the validation set.
 
     The scale is measured separately in each count range (below 300, 300-3,000 and above
     3,000 counts in 0.5-7 keV) on validation spectra (training responses) and recorded in
     the network's metadata (the weights are not changed). A network already calibrated is
-    left alone.
+    left alone. With ``val_fraction`` > 0 only the last ``val_fraction`` of the rows of
+    each shard of ``val_dir`` are used (the rows training held out).
 
     Returns
     -------
@@ -244,14 +318,18 @@ def calibrate_nh_intervals(network_path, val_dir, *, level: float = 0.68) -> dic
         The calibration, ``{"edges": [...], "scales": [...], "level": ...}``.
     """
     from ..network import encode_batch, read_network, save_network
-    from .evaluate import load_shards
-    from .shards import library_path
+    from .shards import iter_shards, library_path, split_rows
     from .train import response_bank
 
     model = read_network(network_path, device="cpu")
     if "nh_calibration" in model.metadata:
         return model.metadata["nh_calibration"]
-    data = load_shards(val_dir)
+    parts: dict[str, list[np.ndarray]] = {}
+    for shard in iter_shards(val_dir):
+        rows = split_rows(len(shard["log_nh"]), "val" if val_fraction > 0 else "all", val_fraction)
+        for key, value in shard.items():
+            parts.setdefault(key, []).append(np.asarray(value)[rows])
+    data = {k: np.concatenate(v) for k, v in parts.items()}
     bank = response_bank(library_path(val_dir))
     keys = ("counts", "background", "exposure", "response_id")
     out = encode_batch(model, {k: data[k] for k in keys}, bank=bank)
@@ -300,7 +378,16 @@ def calibrate_latent_widths(
     rng = np.random.default_rng(seed)
     ids = np.asarray(response_ids)
     first = rng.choice(ids, n_sources)
-    second = np.array([rng.choice(ids[ids != r]) for r in first])
+    if len(np.unique(ids)) == len(ids):
+        # for each r, one of the other ids, uniformly (as rng.choice(ids[ids != r]) in
+        # turn, and with numpy's Generator the same numbers), at once: the k-th of the
+        # other ids is ids[k] before r's place and ids[k + 1] from it on
+        place = {int(v): i for i, v in enumerate(ids)}
+        at = np.array([place[int(r)] for r in first])
+        k = rng.integers(0, len(ids) - 1, size=n_sources)
+        second = ids[k + (k >= at)]
+    else:
+        second = np.array([rng.choice(ids[ids != r]) for r in first])
     response = np.asarray(library.response)
     area = np.asarray(library.effective_area)
     exposure = 10 ** rng.uniform(np.log10(5e3), np.log10(1.5e5), n_sources)

@@ -35,6 +35,7 @@ __all__ = [
     "shard_sizes",
     "library_path",
     "shard_batches",
+    "rank_range",
     "split_rows",
     "ShardSet",
 ]
@@ -69,9 +70,7 @@ def shard_name(index: int) -> str:
     return f"shard_{index:05d}.npz"
 
 
-def read_shard(
-    path: str | os.PathLike, keys: Sequence[str] | None = None
-) -> dict[str, np.ndarray]:
+def read_shard(path: str | os.PathLike, keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """Read one shard (``np.load`` with ``allow_pickle=False``) and check it.
 
     Parameters
@@ -171,10 +170,7 @@ def shard_complete(path: Path, n_rows: int, keep_flux: bool, n_input: int) -> bo
     except ShardError as exc:
         log.warning("%s; simulating it again", exc)
         return False
-    return (
-        data["counts"].shape == (n_rows, n_input)
-        and ("flux" in data) == keep_flux
-    )
+    return data["counts"].shape == (n_rows, n_input) and ("flux" in data) == keep_flux
 
 
 def find_shards(directory: str | os.PathLike) -> list[Path]:
@@ -224,6 +220,17 @@ def split_rows(n: int, split: str, val_fraction: float) -> np.ndarray:
     return np.arange(n)
 
 
+def rank_range(n: int, rank: int, world_size: int) -> tuple[int, int]:
+    """The rows ``[start, stop)`` of a batch of ``n`` that belong to one rank.
+
+    Contiguous slices, in rank order, that cover the batch and differ in size by at most
+    one (equal when ``world_size`` divides ``n``).
+    """
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not one of {world_size} ranks")
+    return rank * n // world_size, (rank + 1) * n // world_size
+
+
 def shard_batches(
     paths: Sequence[Path],
     batch_size: int,
@@ -238,17 +245,27 @@ def shard_batches(
     keys: Sequence[str] = TRAINING_KEYS,
     cache: dict | None = None,
     limit: int | None = None,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Yield batches of spectra from shards, one shard in memory at a time.
 
     The order depends only on ``(seed, epoch)``: shards are visited in a shuffled order
     and their rows shuffled, with the remainder of one shard carried into the next.
 
+    With ``world_size`` > 1 (one rank of a distributed run) every batch is cut into
+    ``world_size`` slices (:func:`rank_range`) and this rank gets slice ``rank``: a
+    ``DistributedSampler``-like split of each batch, deterministic per epoch and needing
+    no communication. The ranks together take exactly the batches that one process takes,
+    in the same order, so that training on N ranks with a global batch of ``batch_size``
+    sees the same data, step by step, as one process with that batch.
+
     Parameters
     ----------
     paths : sequence of Path
         Shard files.
     batch_size : int
+        Spectra per batch, over all ranks.
     split : {"all", "train", "val"}
         Rows to use (see ``val_fraction``).
     val_fraction : float
@@ -266,22 +283,62 @@ def shard_batches(
     cache : dict, optional
         Shards already read, keyed by path; filled as shards are read.
     limit : int, optional
-        Stop after this many spectra.
+        Stop after the batch that reaches this many spectra (over all ranks).
+    rank, world_size : int
+        This process's rank and the number of ranks (see above).
 
     Yields
     ------
     dict of ndarray
-        The columns of ``batch_size`` spectra (``response_id`` points into the library).
+        The columns of ``batch_size`` spectra, or of this rank's slice of them
+        (``response_id`` points into the library).
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not one of {world_size} ranks")
     rng = np.random.default_rng([int(seed), int(epoch)])
     order = rng.permutation(len(paths)) if shuffle else np.arange(len(paths))
+
+    def pieces() -> Iterator[dict[str, np.ndarray]]:
+        for idx in order:
+            path = paths[int(idx)]
+            if cache is not None and path in cache:
+                data = cache[path]
+            else:
+                data = read_shard(path, list(keys))
+                if cache is not None:
+                    cache[path] = data
+            rows = split_rows(len(data[keys[0]]), split, val_fraction)
+            if shuffle:
+                rows = rng.permutation(rows)
+            if len(rows):
+                yield {k: data[k][rows] for k in keys}
+
+    for batch in _batched(pieces(), batch_size, keys, skip_batches, drop_last, limit):
+        if world_size == 1:
+            yield batch
+        else:
+            lo, hi = rank_range(len(batch[keys[0]]), rank, world_size)
+            yield {k: v[lo:hi] for k, v in batch.items()}
+
+
+def _batched(
+    pieces: Iterator[dict[str, np.ndarray]],
+    batch_size: int,
+    keys: Sequence[str],
+    skip_batches: int,
+    drop_last: bool,
+    limit: int | None,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Regroup a stream of row blocks into batches (the remainder carried over)."""
     pending: list[dict[str, np.ndarray]] = []
     n_pending = 0
     produced = 0
     emitted = 0
 
     def take(n: int) -> dict[str, np.ndarray]:
-        nonlocal pending, n_pending
+        nonlocal n_pending
         parts: list[dict[str, np.ndarray]] = []
         need = n
         while need > 0:
@@ -299,21 +356,9 @@ def shard_batches(
             return parts[0]
         return {k: np.concatenate([p[k] for p in parts]) for k in keys}
 
-    for idx in order:
-        path = paths[int(idx)]
-        if cache is not None and path in cache:
-            data = cache[path]
-        else:
-            data = read_shard(path, list(keys))
-            if cache is not None:
-                cache[path] = data
-        rows = split_rows(len(data[keys[0]]), split, val_fraction)
-        if shuffle:
-            rows = rng.permutation(rows)
-        if len(rows) == 0:
-            continue
-        pending.append({k: data[k][rows] for k in keys})
-        n_pending += len(rows)
+    for piece in pieces:
+        pending.append(piece)
+        n_pending += len(piece[keys[0]])
         while n_pending >= batch_size:
             if limit is not None and produced >= limit:
                 return

@@ -11,23 +11,38 @@ the C-statistic of the folded decoder output plus the KL terms and the N_H term
 checkpoint. At the end a Gaussian mixture is fitted to the training latent means
 (:func:`~sherpa_latent.clusters.fit_clusters`) and the network and cluster model are
 written without pickle.
+
+Under ``torchrun`` (one process per rank, the torchrun environment variables set) the
+same call trains with :class:`torch.nn.parallel.DistributedDataParallel`: gloo on the
+CPU, NCCL on CUDA. Each rank takes its own slice, ``batch_size / world_size`` spectra, of
+every batch that one process would take (see
+:func:`~sherpa_latent.training.shards.shard_batches`) and the same slice of that batch's
+sampling noise, so that N ranks train as one process with the recipe's batch does, up to
+rounding. The validation metrics are gathered from every rank; rank 0 alone writes the
+checkpoints, the metrics, the cluster model and the network while the others wait.
+Without the torchrun variables it is the plain single process, with nothing to start by
+hand.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import sys
 import time
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from safetensors.torch import load_file as _st_load_torch
 from safetensors.torch import save as _st_save_torch
 
@@ -50,12 +65,23 @@ from ..network import (
 )
 from ..weightsfile import sidecar_path
 from .response_library import ResponseLibrary
-from .shards import TRAINING_KEYS, find_shards, library_path, shard_batches, shard_sizes, split_rows
+from .shards import (
+    TRAINING_KEYS,
+    find_shards,
+    library_path,
+    rank_range,
+    shard_batches,
+    shard_sizes,
+    split_rows,
+)
 
 __all__ = [
     "TrainConfig",
     "TrainResult",
+    "DistributedRun",
+    "distributed_run",
     "train",
+    "check_world_size",
     "validation_metrics",
     "response_bank",
     "learning_rate_at",
@@ -64,6 +90,7 @@ __all__ = [
 ]
 
 CHECKPOINT_WEIGHTS = "checkpoint.safetensors"
+CHECKPOINT_NEXT = "checkpoint.next.safetensors"
 CHECKPOINT_STATE = "checkpoint_state.pt"
 METRICS_FILE = "metrics.jsonl"
 NETWORK_FILE = "network.safetensors"
@@ -250,6 +277,202 @@ class TrainResult:
 
 
 # --------------------------------------------------------------------------------------
+# several processes (torchrun)
+# --------------------------------------------------------------------------------------
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+"""Environment variables that ``torchrun`` sets for each process it starts."""
+
+_WAIT_TIMEOUT = timedelta(days=2)
+"""How long a rank waits at a barrier for rank 0 (simulating, fitting clusters)."""
+
+_PASSED_ON = {
+    "FileExistsError": FileExistsError,
+    "FileNotFoundError": FileNotFoundError,
+    "ValueError": ValueError,
+}
+"""Errors of rank 0 that the other ranks raise as the same type (others: RuntimeError)."""
+
+
+@dataclass(frozen=True)
+class DistributedRun:
+    """This process's place in a distributed run (rank 0 of 1 without ``torchrun``).
+
+    Parameters
+    ----------
+    rank : int
+        Global rank (0-based).
+    world_size : int
+        Number of ranks in all, over every node.
+    local_rank : int
+        Rank on this node (the CUDA device index).
+    backend : str or None
+        ``"gloo"`` or ``"nccl"``; None for a plain single process.
+    control : object, optional
+        The gloo process group that carries barriers and Python objects (default: the
+        default group).
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    backend: str | None = None
+    control: Any = None
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a torch.distributed process group is in use."""
+        return self.backend is not None
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this is rank 0, the one that writes files."""
+        return self.rank == 0
+
+    def device(self, device: str | torch.device = "auto") -> torch.device:
+        """The torch device of this rank: the CUDA device ``local_rank`` under NCCL."""
+        dev = resolve_device(device)
+        if self.enabled and dev.type == "cuda":
+            return torch.device("cuda", self.local_rank)
+        return dev
+
+    def gather(self, obj: Any) -> list:
+        """``obj`` of every rank, in rank order, on every rank."""
+        if not self.enabled:
+            return [obj]
+        out: list = [None] * self.world_size
+        dist.all_gather_object(out, obj, group=self.control)
+        return out
+
+    def on_main(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn`` on rank 0 only; every rank gets its result (or its error).
+
+        The other ranks wait (a barrier) while rank 0 works, so that nothing runs twice
+        at the same time on the same files.
+        """
+        if not self.enabled:
+            return fn(*args, **kwargs)
+        payload: list = [None]
+        if self.is_main:
+            try:
+                payload[0] = ("ok", fn(*args, **kwargs))
+            except BaseException as exc:
+                message = " ".join(str(exc).split()) or type(exc).__name__
+                dist.broadcast_object_list(
+                    [("error", (type(exc).__name__, message))], src=0, group=self.control
+                )
+                raise
+        dist.broadcast_object_list(payload, src=0, group=self.control)
+        status, value = payload[0]
+        if status == "error":
+            name, message = value
+            raise _PASSED_ON.get(name, RuntimeError)(f"{message} (on rank 0)")
+        return value
+
+
+_ACTIVE: list[DistributedRun] = []
+
+
+@contextmanager
+def distributed_run(device: str | torch.device = "auto") -> Iterator[DistributedRun]:
+    """The distributed run this process belongs to, set up from ``torchrun``'s variables.
+
+    Without the variables (:data:`TORCHRUN_VARIABLES`) it yields a plain single process
+    (rank 0 of 1) and starts nothing. With them it initialises the default process group
+    from the environment (``env://``): NCCL when ``device`` resolves to CUDA (this rank
+    then uses CUDA device ``LOCAL_RANK``), gloo otherwise, plus a gloo group for barriers
+    and small Python objects; the groups are destroyed on the way out. Nested uses, and a
+    process group that the caller set up, are reused as they are.
+
+    Parameters
+    ----------
+    device : {"auto", "cpu", "cuda"} or torch.device
+        The training device; it decides the backend.
+
+    Yields
+    ------
+    DistributedRun
+    """
+    if _ACTIVE:
+        yield _ACTIVE[-1]
+        return
+    if dist.is_available() and dist.is_initialized():
+        world = dist.get_world_size()
+        rank = dist.get_rank()
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        yield DistributedRun(rank, world, local, str(dist.get_backend()), None)
+        return
+    if any(k not in os.environ for k in TORCHRUN_VARIABLES):
+        yield DistributedRun()
+        return
+    if not dist.is_available():  # every rank would otherwise train alone on the same files
+        raise RuntimeError("started by torchrun, but this torch has no torch.distributed")
+    local = int(os.environ["LOCAL_RANK"])
+    backend = "nccl" if resolve_device(device).type == "cuda" else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(local)
+    dist.init_process_group(backend=backend, init_method="env://")
+    try:
+        control = dist.new_group(backend="gloo", timeout=_WAIT_TIMEOUT)
+        run = DistributedRun(dist.get_rank(), dist.get_world_size(), local, backend, control)
+        _ACTIVE.append(run)
+        try:
+            yield run
+        finally:
+            _ACTIVE.pop()
+    finally:
+        dist.destroy_process_group()
+
+
+class _SharedNoise(torch.nn.Module):
+    """The autoencoder's forward for one rank, with the sampling noise of the whole batch.
+
+    Every rank keeps the same random state as one process would, draws the noise of the
+    whole global batch (as :meth:`LatentAutoencoder.forward` draws it for a batch of that
+    size) and uses its own slice, so that N ranks reproduce one process step by step.
+    ``tests/test_ddp.py`` checks that this is :meth:`LatentAutoencoder.forward`.
+    """
+
+    def __init__(self, model: LatentAutoencoder) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, batch: Mapping[str, torch.Tensor], sample: bool, rows: tuple[int, int, int]
+    ) -> dict:
+        """``rows`` is (start, stop, size): this rank's slice of a global batch of ``size``."""
+        model = self.model
+        out = model.encode(
+            batch["counts"], batch["background"], batch["effective_area"], batch["exposure"]
+        )
+        z, log_norm = out["z_mean"], out["log_norm_mean"]
+        if sample:
+            start, stop, size = rows
+            eps_z = torch.randn((size, *z.shape[1:]), dtype=z.dtype, device=z.device)
+            eps_n = torch.randn(
+                (size, *log_norm.shape[1:]), dtype=log_norm.dtype, device=log_norm.device
+            )
+            z = z + torch.exp(0.5 * out["z_logvar"]) * eps_z[start:stop]
+            log_norm = log_norm + torch.exp(0.5 * out["log_norm_logvar"]) * eps_n[start:stop]
+        out["z"], out["log_norm"] = z, log_norm
+        out["flux"] = model.decode(z, log_norm)
+        return out
+
+
+def _merge_sums(run: DistributedRun, state: dict) -> tuple[dict[str, float], int]:
+    """Sum the training-loss sums of every rank into rank 0's state (others restart at 0)."""
+    if run.world_size == 1:
+        return dict(state["sums"]), int(state["n_sum"])
+    parts = run.gather((state["sums"], state["n_sum"]))
+    sums: dict[str, float] = {}
+    for part, _ in parts:
+        for k, v in part.items():
+            sums[k] = sums.get(k, 0.0) + v
+    n_sum = int(sum(n for _, n in parts))
+    state["sums"], state["n_sum"] = (dict(sums), n_sum) if run.is_main else ({}, 0)
+    return sums, n_sum
+
+
+# --------------------------------------------------------------------------------------
 # schedules
 # --------------------------------------------------------------------------------------
 def learning_rate_at(step: int, total: int, config: TrainConfig) -> float:
@@ -324,11 +547,21 @@ def _forward(
     beta: float,
     nh_weight: float,
     sample: bool = False,
+    module: torch.nn.Module | None = None,
+    rows: tuple[int, int, int] | None = None,
 ) -> tuple[dict, dict, torch.Tensor, dict]:
-    """One batch through the network and the loss: (tensors, outputs, loss, components)."""
+    """One batch through the network and the loss: (tensors, outputs, loss, components).
+
+    In a distributed run ``module`` is the DistributedDataParallel wrapper of a
+    :class:`_SharedNoise` around ``model`` and ``rows`` this rank's slice of the global
+    batch, ``(start, stop, size)``.
+    """
     tb = batch_to_tensors(batch, model.device, bank)
     with autocast_context(model.device):
-        out = model(tb, sample=sample)
+        if module is None:
+            out = model(tb, sample=sample)
+        else:
+            out = module(tb, sample, rows)
     loss, comps = autoencoder_loss(
         out,
         tb,
@@ -346,8 +579,23 @@ def validation_metrics(
     bank: Mapping[str, torch.Tensor],
     *,
     nh_weight: float = 1.0,
+    gather: Callable[[Any], list] | None = None,
 ) -> dict[str, float]:
     """Validation metrics with the posterior means (no sampling).
+
+    Parameters
+    ----------
+    model : LatentAutoencoder
+    batches : iterator of dict of ndarray
+        Validation batches (in a distributed run, this rank's part).
+    bank : mapping of Tensor
+        The response library on the model's device (see :func:`response_bank`).
+    nh_weight : float
+        Weight of the N_H term in ``loss``.
+    gather : callable, optional
+        In a distributed run, :meth:`DistributedRun.gather`: every rank's sums and
+        per-spectrum values are collected, so that every rank returns the metrics of the
+        whole validation set (the same numbers one process gets from all its batches).
 
     Returns
     -------
@@ -390,14 +638,26 @@ def validation_metrics(
                 n += b
     finally:
         model.train(was_training)
+    part = (sums, n, {k: np.concatenate(v) if v else None for k, v in per.items()})
+    parts = [part] if gather is None else gather(part)
+    sums, n = {}, 0
+    for part_sums, part_n, _ in parts:
+        n += part_n
+        for k, v in part_sums.items():
+            sums[k] = sums.get(k, 0.0) + v
+    values = {
+        k: np.concatenate([p[2][k] for p in parts if p[2][k] is not None])
+        for k in per
+        if any(p[2][k] is not None for p in parts)
+    }
     if n == 0:
         return {"n": 0}
     res = {k: v / n for k, v in sums.items()}
-    res["cstat_dof_median"] = float(np.median(np.concatenate(per["cstat_dof"])))
-    res["anomaly_median"] = float(np.median(np.concatenate(per["anomaly"])))
-    if per["nh_err"]:
-        err = np.abs(np.concatenate(per["nh_err"]))
-        sig = np.concatenate(per["nh_sig"])
+    res["cstat_dof_median"] = float(np.median(values["cstat_dof"]))
+    res["anomaly_median"] = float(np.median(values["anomaly"]))
+    if "nh_err" in values:
+        err = np.abs(values["nh_err"])
+        sig = values["nh_sig"]
         res["nh_mae"] = float(np.mean(err))
         res["nh_coverage68"] = float(np.mean(err <= sig))
         res["nh_coverage95"] = float(np.mean(err <= 1.96 * sig))
@@ -408,30 +668,69 @@ def validation_metrics(
 # --------------------------------------------------------------------------------------
 # checkpoints
 # --------------------------------------------------------------------------------------
-def _save_checkpoint(out_dir: Path, model: LatentAutoencoder, optimizer, state: dict) -> None:
-    """Weights to safetensors, optimiser and counters to our own torch file."""
+def _save_checkpoint(
+    out_dir: Path,
+    model: LatentAutoencoder,
+    optimizer,
+    state: dict,
+    run: DistributedRun | None = None,
+) -> None:
+    """Weights to safetensors, optimiser and counters to our own torch file.
+
+    The new weights go to ``checkpoint.next.safetensors``, then the state (which names
+    their SHA-256), and only then do the weights take the place of
+    ``checkpoint.safetensors``: a process killed at any point leaves a state whose weights
+    are on disk. In a distributed run every rank calls it at the same step: the
+    training-loss sums of the ranks are added up, and rank 0 alone writes.
+    """
+    run = run or DistributedRun()
+    if run.world_size > 1:
+        _merge_sums(run, state)
+    if not run.is_main:
+        return
     weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    with atomic_output(out_dir / CHECKPOINT_WEIGHTS) as tmp:
-        tmp.write_bytes(_st_save_torch(weights))
+    blob = _st_save_torch(weights)
+    with atomic_output(out_dir / CHECKPOINT_NEXT) as tmp:
+        tmp.write_bytes(blob)
     full = dict(state)
-    full["weights_sha256"] = sha256_file(out_dir / CHECKPOINT_WEIGHTS)
+    full["weights_sha256"] = hashlib.sha256(blob).hexdigest()
     full["optimizer"] = optimizer.state_dict()
     full["torch_rng"] = torch.get_rng_state()
     if torch.cuda.is_available():
         full["cuda_rng"] = torch.cuda.get_rng_state_all()
+    if model.device.type == "cuda":
+        full["device_rng"] = torch.cuda.get_rng_state(model.device)
+    full["world_size"] = run.world_size
     with atomic_output(out_dir / CHECKPOINT_STATE) as tmp:
         torch.save(full, tmp)
+    os.replace(out_dir / CHECKPOINT_NEXT, out_dir / CHECKPOINT_WEIGHTS)
 
 
 def _load_checkpoint(
-    out_dir: Path, model: LatentAutoencoder, optimizer, config: TrainConfig
+    out_dir: Path,
+    model: LatentAutoencoder,
+    optimizer,
+    config: TrainConfig,
+    run: DistributedRun | None = None,
 ) -> dict:
-    """Restore a checkpoint written by :func:`_save_checkpoint` (weights_only load)."""
+    """Restore a checkpoint written by :func:`_save_checkpoint` (weights_only load).
+
+    Every rank of a distributed run loads the same checkpoint, random state included (the
+    ranks share one random state, that of one process), whatever the number of ranks
+    that made it; only rank 0 keeps the training-loss sums of the epoch in progress.
+    """
+    run = run or DistributedRun()
     state_path = out_dir / CHECKPOINT_STATE
-    weights_path = out_dir / CHECKPOINT_WEIGHTS
     state = torch.load(state_path, map_location="cpu", weights_only=True)
     _check_resumable(state.get("config", "{}"), config)
-    if sha256_file(weights_path) != state.get("weights_sha256"):
+    # the weights the state names: in place, or still beside it when the run was stopped
+    # between writing the state and moving the weights into place
+    weights_path = out_dir / CHECKPOINT_WEIGHTS
+    for candidate in (out_dir / CHECKPOINT_WEIGHTS, out_dir / CHECKPOINT_NEXT):
+        if candidate.is_file() and sha256_file(candidate) == state.get("weights_sha256"):
+            weights_path = candidate
+            break
+    else:
         raise NetworkFileError(
             str(weights_path), "checkpoint weights do not match the checkpoint state"
         )
@@ -439,8 +738,15 @@ def _load_checkpoint(
     optimizer.load_state_dict(state.pop("optimizer"))
     torch.set_rng_state(state.pop("torch_rng"))
     cuda_rng = state.pop("cuda_rng", None)
-    if cuda_rng is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda_rng)
+    device_rng = state.pop("device_rng", None)
+    state.pop("world_size", None)
+    if run.world_size == 1:
+        if cuda_rng is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(cuda_rng)
+    elif device_rng is not None and model.device.type == "cuda":
+        torch.cuda.set_rng_state(device_rng, model.device)
+    if not run.is_main:
+        state["sums"], state["n_sum"] = {}, 0
     return state
 
 
@@ -499,6 +805,10 @@ def train(
 ) -> TrainResult:
     """Train a network from a recipe, resuming from a checkpoint when there is one.
 
+    Under ``torchrun`` every rank calls it (see :func:`distributed_run`): the model is
+    wrapped in DistributedDataParallel, each rank takes its slice of
+    ``batch_size / world_size`` spectra of every batch, and rank 0 writes every file.
+
     Parameters
     ----------
     config : TrainConfig
@@ -511,20 +821,44 @@ def train(
     Returns
     -------
     TrainResult
+        The same on every rank.
+
+    Raises
+    ------
+    ValueError
+        ``batch_size`` is not a multiple of the number of ranks, or a checkpoint in
+        ``output_dir`` was made with other settings.
+    FileExistsError
+        A finished network is in ``output_dir`` and ``clobber`` is not set.
     """
     threads = torch.get_num_threads()
     if config.num_threads:
         torch.set_num_threads(int(config.num_threads))
     try:
-        return _train(config, command_line, stop_after_steps)
+        with distributed_run(config.device) as run:
+            return _train(config, command_line, stop_after_steps, run)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(
-    config: TrainConfig, command_line: str | None, stop_after_steps: int | None
-) -> TrainResult:
-    device = resolve_device(config.device)
+def check_world_size(batch_size: int, world_size: int) -> None:
+    """Refuse a global batch that does not divide evenly among the ranks.
+
+    Raises
+    ------
+    ValueError
+        One line saying so.
+    """
+    if world_size > 1 and batch_size % world_size:
+        raise ValueError(
+            f"batch_size {batch_size} does not divide among {world_size} ranks; make it a "
+            f"multiple of {world_size} (each rank takes batch_size / {world_size} spectra "
+            "a step)"
+        )
+
+
+def _prepare_output(config: TrainConfig) -> dict:
+    """Clobber and resume decisions on the output folder (rank 0: it may delete files)."""
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     net_path, clu_path = out_dir / NETWORK_FILE, out_dir / CLUSTERS_FILE
@@ -540,6 +874,31 @@ def _train(
     if start_over:
         for p in (net_path, sidecar_path(net_path), clu_path, sidecar_path(clu_path)):
             p.unlink(missing_ok=True)
+    resume = (out_dir / CHECKPOINT_STATE).exists() and config.resume and not start_over
+    if not resume and metrics_path.exists():
+        if not config.clobber:
+            raise FileExistsError(
+                f"{metrics_path}: file exists; resume, or set clobber = true to start over"
+            )
+        metrics_path.unlink()
+    return {"resume": resume}
+
+
+def _train(
+    config: TrainConfig,
+    command_line: str | None,
+    stop_after_steps: int | None,
+    run: DistributedRun,
+) -> TrainResult:
+    device = run.device(config.device)
+    world, rank = run.world_size, run.rank
+    bs = config.batch_size
+    check_world_size(bs, world)
+    rank_bs = bs // world
+    out_dir = Path(config.output_dir)
+    net_path, clu_path = out_dir / NETWORK_FILE, out_dir / CLUSTERS_FILE
+    metrics_path = out_dir / METRICS_FILE
+    plan = run.on_main(_prepare_output, config)
 
     # data ------------------------------------------------------------------------------
     train_paths = find_shards(config.data_dir)
@@ -565,17 +924,34 @@ def _train(
     n_val = sum(len(split_rows(s, val_split, vfrac)) for s in val_sizes)
     if n_train == 0:
         raise ValueError(f"{config.data_dir}: no training spectra")
-    bs = config.batch_size
+    if n_train < world:
+        raise ValueError(f"{config.data_dir}: {n_train} training spectra for {world} ranks")
     drop_last = n_train >= bs
     steps_per_epoch = n_train // bs if drop_last else 1
     total_steps = config.epochs * steps_per_epoch
     if config.max_steps:
         total_steps = min(total_steps, int(config.max_steps))
+    # one short batch when there are fewer spectra than a batch: its slices may differ by
+    # one, so each rank's mean loss is weighted by its share to keep the global mean
+    global_rows = bs if drop_last else n_train
     cache: dict | None = {} if config.cache_shards else None
 
     # model and optimiser ------------------------------------------------------------------
     torch.manual_seed(config.seed)
     model = LatentAutoencoder(config.network).to(device)
+    net: torch.nn.Module | None = None
+    rows = (0, global_rows, global_rows)
+    if run.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # The constructor also copies rank 0's weights to every rank; the buffers are
+        # constants. Every rank keeps the random state of one process (seeded alike).
+        net = DistributedDataParallel(
+            _SharedNoise(model),
+            device_ids=[device.index] if device.type == "cuda" else None,
+            broadcast_buffers=False,
+        )
+        rows = (*rank_range(global_rows, rank, world), global_rows)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
@@ -586,21 +962,22 @@ def _train(
         "sums": {},
         "n_sum": 0,
         "elapsed_s": 0.0,
+        "resumed_at_steps": [],
         "config": json.dumps(_jsonable_config(config)),
     }
-    ckpt_exists = (out_dir / CHECKPOINT_STATE).exists()
-    if ckpt_exists and config.resume and not start_over:
-        loaded = _load_checkpoint(out_dir, model, optimizer, config)
+    if plan["resume"]:
+        loaded = _load_checkpoint(out_dir, model, optimizer, config, run)
         state.update(loaded)
         state["config"] = json.dumps(_jsonable_config(config))
-        _trim_metrics(metrics_path, state["global_step"])
-    else:
-        if metrics_path.exists():
-            if not config.clobber:
-                raise FileExistsError(
-                    f"{metrics_path}: file exists; resume, or set clobber = true to start over"
-                )
-            metrics_path.unlink()
+        state["resumed_at_steps"] = [*state.get("resumed_at_steps", []), state["global_step"]]
+        if run.is_main:
+            _trim_metrics(metrics_path, state["global_step"])
+            print(
+                f"{out_dir}: resuming from the checkpoint at step {state['global_step']} "
+                f"of {total_steps} (epoch {state['epoch'] + 1})",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def lr_beta(step: int) -> tuple[float, float]:
         return learning_rate_at(step, total_steps, config), beta_at(step, total_steps, config)
@@ -610,10 +987,10 @@ def _train(
     pbar = tqdm(
         total=total_steps,
         initial=state["global_step"],
-        disable=not config.progress,
+        disable=not config.progress or not run.is_main,
         unit="step",
         dynamic_ncols=True,
-        desc="training",
+        desc="training" if world == 1 else f"training ({world} ranks)",
     )
     t_start = time.perf_counter() - float(state["elapsed_s"])
     finished_epochs = state["epoch"]
@@ -645,11 +1022,15 @@ def _train(
         )
         acc, acc_n = None, 0
 
+    def checkpoint() -> None:
+        state["elapsed_s"] = time.perf_counter() - t_start
+        _save_checkpoint(out_dir, model, optimizer, state, run)
+
     def end_epoch() -> None:
         nonlocal finished_epochs
         flush(lr_beta(max(0, state["global_step"] - 1))[1])
-        n_sum = max(1, state["n_sum"])
-        train_metrics = {k: v / n_sum for k, v in state["sums"].items()}
+        sums, n_sum = _merge_sums(run, state)
+        train_metrics = {k: v / max(1, n_sum) for k, v in sums.items()}
         val_iter = shard_batches(
             val_paths,
             max(bs, 1024),
@@ -658,8 +1039,16 @@ def _train(
             shuffle=False,
             cache=cache,
             limit=config.max_val_spectra,
+            rank=rank,
+            world_size=world,
         )
-        val_metrics = validation_metrics(model, val_iter, bank, nh_weight=config.nh_weight)
+        val_metrics = validation_metrics(
+            model,
+            val_iter,
+            bank,
+            nh_weight=config.nh_weight,
+            gather=run.gather if world > 1 else None,
+        )
         lr, beta = lr_beta(max(0, state["global_step"] - 1))
         record = {
             "epoch": state["epoch"] + 1,
@@ -671,14 +1060,14 @@ def _train(
             "train": train_metrics,
             "val": val_metrics,
         }
-        _append_metrics(metrics_path, record)
-        pbar.write(_format_epoch(record))
+        if run.is_main:
+            _append_metrics(metrics_path, record)
+            pbar.write(_format_epoch(record))
         state["epoch"] += 1
         state["step_in_epoch"] = 0
         state["sums"], state["n_sum"] = {}, 0
         finished_epochs = state["epoch"]
-        state["elapsed_s"] = time.perf_counter() - t_start
-        _save_checkpoint(out_dir, model, optimizer, state)
+        checkpoint()
 
     model.train()
     try:
@@ -694,6 +1083,8 @@ def _train(
                 skip_batches=state["step_in_epoch"],
                 drop_last=drop_last,
                 cache=cache,
+                rank=rank,
+                world_size=world,
             )
             for batch in batches:
                 if state["global_step"] >= total_steps or state["step_in_epoch"] >= steps_per_epoch:
@@ -702,10 +1093,19 @@ def _train(
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 tb, _, loss, comps = _forward(
-                    model, batch, bank, beta=beta, nh_weight=config.nh_weight, sample=True
+                    model,
+                    batch,
+                    bank,
+                    beta=beta,
+                    nh_weight=config.nh_weight,
+                    sample=True,
+                    module=net,
+                    rows=rows,
                 )
+                if net is not None and global_rows % world:
+                    loss = loss * ((rows[1] - rows[0]) * world / global_rows)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                loss.backward()  # under DDP the gradients are averaged over the ranks here
                 if config.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimizer.step()
@@ -721,8 +1121,7 @@ def _train(
                     flush(beta)
                 if config.checkpoint_every and state["global_step"] % config.checkpoint_every == 0:
                     flush(beta)
-                    state["elapsed_s"] = time.perf_counter() - t_start
-                    _save_checkpoint(out_dir, model, optimizer, state)
+                    checkpoint()
                 if stop_after_steps is not None and state["global_step"] >= stop_after_steps:
                     stopped = True
                     break
@@ -731,81 +1130,90 @@ def _train(
                     end_epoch()
                 else:
                     flush(0.0)
-                    state["elapsed_s"] = time.perf_counter() - t_start
-                    _save_checkpoint(out_dir, model, optimizer, state)
+                    checkpoint()
                 break
             end_epoch()
     except KeyboardInterrupt:
-        flush(0.0)
-        state["elapsed_s"] = time.perf_counter() - t_start
-        _save_checkpoint(out_dir, model, optimizer, state)
         pbar.close()
+        if world == 1:  # the ranks of a run stop at different points: keep the last one
+            flush(0.0)
+            checkpoint()
         raise
     pbar.close()
     if stopped and state["global_step"] < total_steps:
         return TrainResult(out_dir, None, None, {}, finished_epochs, state["global_step"], False)
 
-    # clusters and the final network ---------------------------------------------------------
-    final_val = _last_metrics(metrics_path).get("val", {})
-    metrics: dict[str, Any] = dict(final_val)
-    meta_clusters = None
-    clusters_path = None
-    if config.n_clusters > 0:
-        tr_iter = shard_batches(
-            train_paths,
-            2048,
-            split=train_split,
-            val_fraction=vfrac,
-            shuffle=False,
-            cache=cache,
-            limit=config.max_cluster_spectra,
-            keys=TRAINING_KEYS,
-        )
-        z, cls = _latents(model, tr_iter, bank)
-        n_comp = min(config.n_clusters, len(z))
-        clusters = fit_clusters(z, cls, n_comp, config.seed, class_names=config.network.class_names)
-        val_iter = shard_batches(
-            val_paths,
-            2048,
-            split=val_split,
-            val_fraction=vfrac,
-            shuffle=False,
-            cache=cache,
-            limit=config.max_val_spectra,
-        )
-        zv, cv = _latents(model, val_iter, bank)
-        if len(zv):
-            metrics["cluster_balanced_accuracy"] = clusters.balanced_accuracy(zv, cv)
-        clusters_path = clusters.save(clu_path, clobber=config.clobber)
-        meta_clusters = {
-            "file": clusters_path.name,
-            "sha256": sha256_file(clusters_path),
-            "n_components": clusters.n_components,
-            "n_fit": int(len(z)),
+    # clusters and the final network (rank 0; the others wait) ---------------------------------
+    def finish() -> tuple[Path, Path | None, dict]:
+        final_val = _last_metrics(metrics_path).get("val", {})
+        metrics: dict[str, Any] = dict(final_val)
+        meta_clusters = None
+        clusters_path = None
+        if config.n_clusters > 0:
+            tr_iter = shard_batches(
+                train_paths,
+                2048,
+                split=train_split,
+                val_fraction=vfrac,
+                shuffle=False,
+                cache=cache,
+                limit=config.max_cluster_spectra,
+                keys=TRAINING_KEYS,
+            )
+            z, cls = _latents(model, tr_iter, bank)
+            n_comp = min(config.n_clusters, len(z))
+            clusters = fit_clusters(
+                z, cls, n_comp, config.seed, class_names=config.network.class_names
+            )
+            val_iter = shard_batches(
+                val_paths,
+                2048,
+                split=val_split,
+                val_fraction=vfrac,
+                shuffle=False,
+                cache=cache,
+                limit=config.max_val_spectra,
+            )
+            zv, cv = _latents(model, val_iter, bank)
+            if len(zv):
+                metrics["cluster_balanced_accuracy"] = clusters.balanced_accuracy(zv, cv)
+            clusters_path = clusters.save(clu_path, clobber=config.clobber)
+            meta_clusters = {
+                "file": clusters_path.name,
+                "sha256": sha256_file(clusters_path),
+                "n_components": clusters.n_components,
+                "n_fit": int(len(z)),
+            }
+        recipe = _jsonable_config(config)
+        metadata = {
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "training": {
+                "recipe": recipe,
+                "command_line": command_line,
+                "epochs_completed": finished_epochs,
+                "steps": state["global_step"],
+                "wall_time_s": round(time.perf_counter() - t_start, 1),
+                "device": str(device),
+                "world_size": world,
+                "backend": run.backend,
+                "batch_per_rank": rank_bs,
+                "resumed_at_steps": list(state["resumed_at_steps"]),
+            },
+            "data": {
+                "n_train": n_train,
+                "n_val": n_val,
+                "n_train_shards": len(train_paths),
+                "n_responses": int(bank["response"].shape[0]),
+                "library": library.name,
+                "library_sha256": sha256_file(library),
+            },
+            "metrics": metrics,
+            "clusters": meta_clusters,
         }
-    recipe = _jsonable_config(config)
-    metadata = {
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "training": {
-            "recipe": recipe,
-            "command_line": command_line,
-            "epochs_completed": finished_epochs,
-            "steps": state["global_step"],
-            "wall_time_s": round(time.perf_counter() - t_start, 1),
-            "device": str(device),
-        },
-        "data": {
-            "n_train": n_train,
-            "n_val": n_val,
-            "n_train_shards": len(train_paths),
-            "n_responses": int(bank["response"].shape[0]),
-            "library": library.name,
-            "library_sha256": sha256_file(library),
-        },
-        "metrics": metrics,
-        "clusters": meta_clusters,
-    }
-    network_path = save_network(model, net_path, metadata, clobber=config.clobber)
+        network_path = save_network(model, net_path, metadata, clobber=config.clobber)
+        return network_path, clusters_path, metrics
+
+    network_path, clusters_path, metrics = run.on_main(finish)
     return TrainResult(
         out_dir, network_path, clusters_path, metrics, finished_epochs, state["global_step"], True
     )
