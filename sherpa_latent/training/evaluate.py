@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from ..classes import ABSORBED_POWERLAW_CLASSES, CLASS_NAMES
 from ..clusters import ClusterModel
+from ..executors import make_executor
 from ..fileio import atomic_output, write_json
 from ..grids import CSC_BANDS, FIT_BAND, INPUT_GRID
 from ..hardness import hardness_ratios_from_counts
@@ -87,26 +88,55 @@ def _representation(data: dict, library, i: int):
     )
 
 
-_WORKER_STATE: dict = {}
+_TEST_SET: dict = {}
+_TEST_SET_LOCK = threading.Lock()
 
 
-def _init_worker(test_dir: str, library_path: str) -> None:
+def _test_set_stamp(test_dir: str, library_path: str) -> list:
+    """What identifies a test set's files: names, sizes and modification times."""
+    files = sorted(Path(test_dir).glob("*.npz")) + [Path(library_path)]
+    return [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
 
-    _WORKER_STATE["data"] = load_shards(test_dir)
-    _WORKER_STATE["library"] = ResponseLibrary.load(library_path)
+
+def _test_set(test_dir: str, library_path: str) -> tuple[dict, ResponseLibrary]:
+    """The test shards and their library, read once per process while they are unchanged.
+
+    On a Dask worker this is the worker's copy, kept between tasks (one test set at a
+    time).
+    """
+    stamp = _test_set_stamp(test_dir, library_path)
+    with _TEST_SET_LOCK:
+        if _TEST_SET.get("stamp") != stamp:
+            _TEST_SET.clear()
+            _TEST_SET.update(
+                stamp=stamp,
+                data=load_shards(test_dir),
+                library=ResponseLibrary.load(library_path),
+            )
+        return _TEST_SET["data"], _TEST_SET["library"]
 
 
-def _fit_one(i: int) -> tuple[int, float, float, float]:
+def _fit_rows(
+    rows: Sequence[int], *, test_dir: str, library_path: str
+) -> list[tuple[int, float, float, float]]:
+    """One task: classical fits of rows of the test set (row, N_H, photon index, C-stat)."""
     import warnings
 
     from sherpa.utils.logging import SherpaVerbosity
 
+    data, library = _test_set(test_dir, library_path)
+    out = []
+    for i in rows:
+        rep = _representation(data, library, int(i))
+        with warnings.catch_warnings(), SherpaVerbosity("ERROR"):
+            warnings.simplefilter("ignore")
+            res = fit_absorbed_powerlaw_projected(rep)
+        out.append((int(i), float(res["nh"]), float(res["gamma"]), float(res["stat"])))
+    return out
 
-    rep = _representation(_WORKER_STATE["data"], _WORKER_STATE["library"], i)
-    with warnings.catch_warnings(), SherpaVerbosity("ERROR"):
-        warnings.simplefilter("ignore")
-        res = fit_absorbed_powerlaw_projected(rep)
-    return i, float(res["nh"]), float(res["gamma"]), float(res["stat"])
+
+FITS_PER_TASK = 8
+"""Classical fits per task (in this process or on a Dask worker)."""
 
 
 def classical_fits(
@@ -116,6 +146,7 @@ def classical_fits(
     cache_path: str | os.PathLike,
     *,
     workers: int = 1,
+    scheduler: str | os.PathLike | None = None,
 ) -> dict[int, tuple[float, float, float]]:
     """Classical ``wabs * powlaw1d`` C-stat fits of test spectra, cached on disk.
 
@@ -126,9 +157,14 @@ def classical_fits(
     indices : sequence of int
         Rows of the test set to fit.
     cache_path : path-like
-        JSON file of finished fits (row -> [N_H 1e22 cm^-2, photon index, C-stat]).
+        JSON file of finished fits (row -> [N_H 1e22 cm^-2, photon index, C-stat]),
+        written by this process as fits finish.
     workers : int, optional
-        Worker processes.
+        1: the fits run in this process; N > 1: on a local Dask cluster of N worker
+        processes (:mod:`sherpa_latent.executors`).
+    scheduler : str or path-like, optional
+        Address or scheduler file of a running Dask scheduler whose workers run the fits
+        (each reads the test set once; it must be on a file system they see).
 
     Returns
     -------
@@ -146,15 +182,18 @@ def classical_fits(
         def save() -> None:
             write_json(cache_path, {str(k): list(v) for k, v in done.items()})
 
-        with ProcessPoolExecutor(
-            max_workers=workers,
-            initializer=_init_worker,
-            initargs=(os.fspath(test_dir), os.fspath(library_path)),
-        ) as pool:
-            for n, (i, nh, gamma, stat) in enumerate(pool.map(_fit_one, todo, chunksize=8)):
-                done[i] = (nh, gamma, stat)
-                bar.update()
-                if n % 50 == 0:
+        tasks = [todo[s : s + FITS_PER_TASK] for s in range(0, len(todo), FITS_PER_TASK)]
+        source = {
+            "test_dir": os.path.abspath(test_dir),
+            "library_path": os.path.abspath(library_path),
+        }
+        with make_executor(workers, scheduler) as executor:
+            finished = executor.map_unordered(_fit_rows, tasks, name="classical-fit", **source)
+            for n, (_, rows) in enumerate(finished):
+                for i, nh, gamma, stat in rows:
+                    done[i] = (nh, gamma, stat)
+                bar.update(len(rows))
+                if n % 6 == 0:
                     save()
         save()
         bar.close()
@@ -216,6 +255,7 @@ def evaluate(
     n_components: int = 16,
     n_splits: int = 10,
     workers: int = 1,
+    scheduler: str | os.PathLike | None = None,
     seed: int = 0,
     device: str = "auto",
 ) -> dict:
@@ -240,7 +280,11 @@ def evaluate(
     n_splits : int
         Random half-splits of the cluster subset; accuracies are averaged over them.
     workers : int
-        Processes for the classical fits.
+        1: the classical fits run in this process; N > 1: on a local Dask cluster of N
+        worker processes.
+    scheduler : str or path-like, optional
+        Address or scheduler file of a running Dask scheduler whose workers run the
+        classical fits (docs/scaling.md).
     seed : int
         Seed of the subsets.
     device : str
@@ -305,6 +349,7 @@ def evaluate(
         np.union1d(chosen, cluster_rows),
         out_dir / "classical_fits.json",
         workers=workers,
+        scheduler=scheduler,
     )
     nh_classical = np.array([fits[int(i)][0] for i in chosen])
     log_nh_classical = np.log10(np.clip(nh_classical, 1e-3, None) * 1e22)

@@ -26,6 +26,7 @@ import contextlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -36,6 +37,7 @@ from tqdm import tqdm
 
 from .. import __version__, physics
 from ..classes import CLASS_NAMES
+from ..executors import check_workers, make_executor
 from ..fileio import save_npz, sha256_file, write_json
 from ..grids import FIT_BAND, INPUT_GRID, MODEL_GRID, EnergyGrid
 from .response_library import ResponseLibrary
@@ -799,9 +801,7 @@ def draw_background(
     soft = soft * np.asarray(effective_area, dtype=float)
     soft_sum = soft.sum(axis=1)
     soft_total = prior.soft_fraction.draw(rng, n) * total
-    soft *= np.where(soft_sum > 0, soft_total / np.where(soft_sum > 0, soft_sum, 1.0), 0.0)[
-        :, None
-    ]
+    soft *= np.where(soft_sum > 0, soft_total / np.where(soft_sum > 0, soft_sum, 1.0), 0.0)[:, None]
     return particle + soft
 
 
@@ -961,7 +961,14 @@ def simulate_batch(
                 classes = classes[start : start + m]
             parts.append(
                 _simulate_chunk(
-                    m, library, rng, response_ids, real_fraction, classes, keep_flux, config,
+                    m,
+                    library,
+                    rng,
+                    response_ids,
+                    real_fraction,
+                    classes,
+                    keep_flux,
+                    config,
                     priors,
                 )  # fmt: skip
             )
@@ -1050,6 +1057,7 @@ def _simulate_chunk(
 # Shards
 # ----------------------------------------------------------------------------------------
 
+
 def simulate_shards(
     out_dir: str | os.PathLike,
     n_spectra: int,
@@ -1063,6 +1071,7 @@ def simulate_shards(
     progress: bool = True,
     config: SimulationConfig | None = None,
     workers: int = 1,
+    scheduler: str | os.PathLike | None = None,
 ) -> dict:
     """Simulate a data set into ``shard_00000.npz``, ... and ``manifest.json``; resumable.
 
@@ -1094,9 +1103,14 @@ def simulate_shards(
     config : SimulationConfig, optional
         Exposure, counts and background priors.
     workers : int
-        Processes simulating shards side by side (``spawn`` start method: each loads the
-        library file and builds its kernel tables, a few seconds); the data do not depend
-        on it. From a script, call under ``if __name__ == "__main__":``.
+        1: the shards are simulated in this process, one after the other. N > 1: on a local
+        Dask cluster of N worker processes (:mod:`sherpa_latent.executors`; each loads the
+        library file and builds its kernel tables once, a few seconds). The data do not
+        depend on it. From a script, call under ``if __name__ == "__main__":``.
+    scheduler : str or path-like, optional
+        Address or scheduler file of a running Dask scheduler whose workers simulate the
+        shards (one task per shard, written by the worker: ``out_dir`` and the library
+        must be on a file system they see). See docs/scaling.md.
 
     Returns
     -------
@@ -1108,6 +1122,7 @@ def simulate_shards(
     ShardError
         The folder holds shards made with other settings.
     """
+    check_workers(workers, scheduler)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = SimulationConfig() if config is None else config
@@ -1149,8 +1164,7 @@ def simulate_shards(
         if changed:
             raise ShardError(
                 out_dir,
-                f"holds shards made with other settings ({', '.join(changed)}); "
-                "use another folder",
+                f"holds shards made with other settings ({', '.join(changed)}); use another folder",
             )
     manifest = {
         "format": SHARD_FORMAT,
@@ -1187,36 +1201,50 @@ def simulate_shards(
             for k in range(n_shards)
             if not done[k]
         ]  # fmt: skip
-        if int(workers) <= 1 or len(tasks) <= 1:
-            _LIBRARY_CACHE[str(lib_path)] = lib
-            try:
-                for task in tasks:
-                    bar.update(_simulate_shard_task(task))
-            finally:
-                _LIBRARY_CACHE.pop(str(lib_path), None)
-        else:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor, as_completed
-
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(min(int(workers), len(tasks)), mp_context=context) as pool:
-                futures = [pool.submit(_simulate_shard_task, task) for task in tasks]
-                for future in as_completed(futures):
-                    bar.update(future.result())
+        if tasks:
+            remote = scheduler not in (None, "")
+            n_workers = 1 if remote else min(int(workers), len(tasks))
+            with make_executor(n_workers, scheduler) as executor:
+                if executor.in_process:
+                    with _LIBRARY_LOCK:
+                        _LIBRARY_CACHE.clear()
+                        _LIBRARY_CACHE[_library_key(lib_path)] = lib
+                try:
+                    shards = executor.map_unordered(_simulate_shard_task, tasks, name="shard")
+                    for _, size in shards:
+                        bar.update(size)
+                finally:
+                    if executor.in_process:
+                        with _LIBRARY_LOCK:
+                            _LIBRARY_CACHE.clear()
     manifest["complete"] = True
     write_json(manifest_path(out_dir), manifest)
     return manifest
 
 
 _LIBRARY_CACHE: dict[str, ResponseLibrary] = {}
+_LIBRARY_LOCK = threading.Lock()
+
+
+def _library_key(path: str | os.PathLike) -> str:
+    """A library file's real path, size and modification time: a rewritten file is new."""
+    st = os.stat(path)
+    return f"{os.path.realpath(path)}:{st.st_size}:{st.st_mtime_ns}"
 
 
 def _simulate_shard_task(task: tuple) -> int:
-    """Simulate and write one shard; returns its number of spectra."""
+    """Simulate and write one shard; returns its number of spectra.
+
+    The response library is read once per process (on a Dask worker: once per worker,
+    one library at a time) while its file is unchanged.
+    """
     lib_path, out_path, size, seed, k, ids, real_fraction, keep_flux, config = task
-    lib = _LIBRARY_CACHE.get(lib_path)
-    if lib is None:
-        lib = _LIBRARY_CACHE.setdefault(lib_path, ResponseLibrary.load(lib_path))
+    key = _library_key(lib_path)
+    with _LIBRARY_LOCK:
+        lib = _LIBRARY_CACHE.get(key)
+        if lib is None:
+            _LIBRARY_CACHE.clear()
+            lib = _LIBRARY_CACHE.setdefault(key, ResponseLibrary.load(lib_path))
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(k,)))
     data = simulate_batch(
         size, lib, rng, response_ids=ids, real_fraction=real_fraction, keep_flux=keep_flux,
@@ -1224,5 +1252,3 @@ def _simulate_shard_task(task: tuple) -> int:
     )  # fmt: skip
     save_npz(out_path, data)
     return size
-
-
