@@ -49,8 +49,11 @@ def test_limits_are_never_printed_as_measured_bounds(
         if any(flags):
             assert "(limit)" in text
         assert all(note in text for note in fit.limit_notes)
-    data = json.loads(json.dumps(report_spectrum(spectrum, classical=True).to_dict()))
-    assert data["classical"]["limit_notes"] == list(fit.limit_notes)
+    data = json.loads(report_spectrum(spectrum, classical=True).to_json())
+    assert [data["NH_CLASSICAL_LO_AT_LIMIT"], data["NH_CLASSICAL_HI_AT_LIMIT"]] == list(
+        fit.nh_at_limit
+    )
+    assert all(note in data["WARNINGS"] for note in fit.limit_notes)
 
 
 def test_a_single_photon_allows_no_absorption(tmp_path: Path, pha_3c273: Path) -> None:
@@ -74,5 +77,7 @@ def test_limits_and_warnings_travel_into_the_fits_table(tmp_path: Path, pha_3c27
     fit = report.classical
     row = table[0]
     assert (row["NH_CLASSICAL_LO_AT_LIMIT"], row["NH_CLASSICAL_HI_AT_LIMIT"]) == fit.nh_at_limit
-    assert (row["GAMMA_LO_AT_LIMIT"], row["GAMMA_HI_AT_LIMIT"]) == fit.gamma_at_limit
+    assert (row["GAMMA_CLASSICAL_LO_AT_LIMIT"], row["GAMMA_CLASSICAL_HI_AT_LIMIT"]) == (
+        fit.gamma_at_limit
+    )
     assert fit.limit_notes and all(note in table["WARNINGS"][0] for note in fit.limit_notes)
