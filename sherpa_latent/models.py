@@ -34,13 +34,22 @@ network: run the saved script after ``from sherpa_latent.ui import *`` (which re
 Evaluation runs the network's own decoder (``LatentAutoencoder.decode``) on a float64 CPU
 copy of the network, so that the finite-difference derivatives of Sherpa's optimisers are
 smooth.
+
+Outside the model grid
+----------------------
+The decoder predicts the spectrum on 0.2-10 keV only; outside that range the component is
+0. A flux asked of Sherpa over a band that leaves the grid (``calc_energy_flux(10, 20)``,
+``calc_photon_flux``, ``sample_flux``) would be silently too low, so the component then
+warns with :class:`LatentGridWarning`, naming the band and the grid.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import sys
 import threading
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +65,8 @@ if TYPE_CHECKING:
 __all__ = [
     "LatentSpectrum",
     "Latent",
+    "LatentGridWarning",
+    "latent_components",
     "LATENT_DIM",
     "Z_SOFT_LIMIT",
     "use_network",
@@ -246,6 +257,66 @@ def _decoder_for(path: str, sha256: str) -> _Decoder:
 
 
 # --------------------------------------------------------------------------------------
+# fluxes outside the model grid
+# --------------------------------------------------------------------------------------
+class LatentGridWarning(UserWarning):
+    """A flux of a ``latent`` component was asked over energies outside its model grid."""
+
+
+_FLUX_FRAMES = 40
+"""How far up the call stack to look for Sherpa's flux integration."""
+
+
+def _flux_band_in_progress() -> tuple[float | None, float | None] | None:
+    """The (lo, hi) band of a Sherpa flux calculation that is evaluating a model now.
+
+    ``calc_energy_flux``, ``calc_photon_flux`` and ``sample_flux`` (session or object
+    API) all integrate in ``sherpa.astro.utils._flux``, which evaluates the model over
+    the response's whole energy grid and only then keeps the bins in ``lo``-``hi``; the
+    model never sees the band otherwise. None when no such calculation is running.
+    """
+    frame = sys._getframe(2)
+    for _ in range(_FLUX_FRAMES):
+        if frame is None:
+            return None
+        code = frame.f_code
+        if code.co_name == "_flux" and frame.f_globals.get("__name__") == "sherpa.astro.utils":
+            lo, hi = frame.f_locals.get("lo"), frame.f_locals.get("hi")
+            return (
+                None if lo is None else float(lo),
+                None if hi is None else float(hi),
+            )
+        frame = frame.f_back
+    return None
+
+
+def latent_components(model: Any) -> list[LatentSpectrum]:
+    """The ``latent`` components inside a Sherpa model expression (in order, no repeats).
+
+    Parameters
+    ----------
+    model : sherpa.models.model.Model
+        A component or an expression such as ``wabs.gal * latent.src``.
+
+    Returns
+    -------
+    list of LatentSpectrum
+    """
+    found: list[LatentSpectrum] = []
+    stack = [model]
+    while stack:
+        item = stack.pop(0)
+        if isinstance(item, LatentSpectrum):
+            if all(item is not other for other in found):
+                found.append(item)
+            continue
+        parts = getattr(item, "parts", None)
+        if parts:
+            stack[:0] = list(parts)
+    return found
+
+
+# --------------------------------------------------------------------------------------
 # the Sherpa model
 # --------------------------------------------------------------------------------------
 class LatentSpectrum(RegriddableModel1D):
@@ -396,9 +467,45 @@ class LatentSpectrum(RegriddableModel1D):
             return np.zeros(dec.grid.nbins)
         return dec.flux(pars[:LATENT_DIM], norm)
 
-    @modelCacher1d
     def calc(self, pars, xlo, xhi=None, **kwargs) -> np.ndarray:
-        """Photons/cm^2/s per bin, or photons/cm^2/s/keV at points (energies in keV)."""
+        """Photons/cm^2/s per bin, or photons/cm^2/s/keV at points (energies in keV).
+
+        Zero outside the model grid; warns with :class:`LatentGridWarning` when a Sherpa
+        flux calculation asks for a band that leaves the grid (checked before the model
+        cache, so a repeated request warns too).
+        """
+        self._check_flux_band(xlo, xhi)
+        return self._calc(pars, xlo, xhi, **kwargs)
+
+    def _check_flux_band(self, xlo, xhi) -> None:
+        lo = np.asarray(xlo, dtype=float)
+        hi = lo if xhi is None else np.asarray(xhi, dtype=float)
+        if lo.size == 0:
+            return
+        dec = self.decoder()
+        emin, emax = float(dec.edges[0]), float(dec.edges[-1])
+        if np.nanmin(lo) >= emin and np.nanmax(hi) <= emax:
+            return  # the grid asked for lies inside the model grid
+        band = _flux_band_in_progress()
+        if band is None:
+            return
+        b_lo = float(np.nanmin(lo)) if band[0] is None else band[0]
+        b_hi = float(np.nanmax(hi)) if band[1] is None else band[1]
+        if b_lo >= emin and b_hi <= emax:
+            return
+        inside = max(0.0, min(b_hi, emax) - max(b_lo, emin))
+        what = "lies outside" if inside <= 0 else "reaches beyond"
+        warnings.warn(
+            LatentGridWarning(
+                f"{self.name}: the flux band {b_lo:g}-{b_hi:g} keV {what} the latent model's "
+                f"grid {emin:g}-{emax:g} keV; the model is 0 outside the grid, so the flux "
+                "misses that part"
+            ),
+            stacklevel=3,
+        )
+
+    @modelCacher1d
+    def _calc(self, pars, xlo, xhi=None, **kwargs) -> np.ndarray:
         lo, hi = self._grid(xlo, xhi)
         flux = self.model_grid_flux(pars)
         dec = self.decoder()
