@@ -2,9 +2,11 @@
 
 Made with the ``regions`` package, so they read back with
 ``regions.Regions.read(path, format="ds9")`` as well as in DS9 itself. Each spectrum with
-a position (RA_TARG, DEC_TARG in its header; RA and DEC in an ``encode`` table) gets one
-``CircleSkyRegion`` in ICRS, labelled with its OBJECT (or its file name) and tagged
-``cluster N``. The file is UTF-8, so a label such as ``3c 273 ü.pi`` reads back as it is.
+a position (the RA and DEC columns of an ``encode`` or ``report`` table, which come from
+the RA/DEC keywords of the PHA file, else RA_TARG/DEC_TARG) gets one ``CircleSkyRegion``
+in ICRS, labelled with its OBJECT, its file name and its cluster
+(``3C 273, 3c273.pi, cluster 3``) and tagged ``cluster N``. The file is UTF-8, so a label
+such as ``3c 273 ü.pi`` reads back as it is.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ __all__ = [
     "CLUSTER_COLORS",
     "NO_CLUSTER_COLOR",
     "cluster_color",
+    "region_label",
     "catalogue_regions",
     "write_regions",
 ]
@@ -69,6 +72,35 @@ def _label(name: str) -> str:
     return " ".join(text.replace("{", "(").replace("}", ")").split())
 
 
+def _text_column(table: Table, name: str) -> list[str]:
+    """A text column as str (masked entries, empty strings read back from FITS, as "")."""
+    if name not in table.colnames:
+        return [""] * len(table)
+    column = table[name]
+    if hasattr(column, "filled"):
+        column = column.filled("")
+    values = np.asarray(column)
+    if values.dtype.kind == "S":
+        values = np.char.decode(values, "utf-8", "replace")
+    return [str(v) for v in values.tolist()]
+
+
+def region_label(name: str, file: str, cluster: int) -> str:
+    """The text of a spectrum's region: OBJECT, the file's base name and the cluster.
+
+    Parts that are empty are left out (no OBJECT; no cluster for a negative number), as
+    is an OBJECT equal to the file's base name: ``region_label("3C 273",
+    "data/3c273.pi", 3)`` is ``"3C 273, 3c273.pi, cluster 3"``.
+    """
+    name, base = str(name).strip(), os.path.basename(str(file).rstrip("/"))
+    parts = [name] if name else []
+    if base and base != name:
+        parts.append(base)
+    if int(cluster) >= 0:
+        parts.append(f"cluster {int(cluster)}")
+    return _label(", ".join(parts))
+
+
 def catalogue_regions(
     table: Table,
     *,
@@ -96,15 +128,13 @@ def catalogue_regions(
     ra = np.asarray(u.Quantity(table["RA"], u.deg).value, dtype=float)
     dec = np.asarray(u.Quantity(table["DEC"], u.deg).value, dtype=float)
     n = len(table)
-    names = table["OBJECT"] if "OBJECT" in table.colnames else [""] * n
-    files = table["FILE"] if "FILE" in table.colnames else [""] * n
+    names, files = (_text_column(table, key) for key in ("OBJECT", "FILE"))
     clusters = table["CLUSTER"] if "CLUSTER" in table.colnames else [-1] * n
     out = []
     for i in np.flatnonzero(np.isfinite(ra) & np.isfinite(dec)):
         cluster = int(clusters[i])
         color = NO_CLUSTER_COLOR if cluster < 0 else colors[cluster % len(colors)]
-        name = str(names[i]).strip() or os.path.basename(str(files[i])) or f"row {i}"
-        meta = {"text": _label(name)}
+        meta = {"text": region_label(names[i], files[i], cluster) or f"row {i}"}
         if cluster >= 0:
             meta["tag"] = [f"cluster {cluster}"]
         out.append(

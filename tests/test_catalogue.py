@@ -29,6 +29,7 @@ from sherpa_latent.catalogue import (
     load_for_encoding,
     progress_path,
 )
+from sherpa_latent.regionfile import region_label
 
 N_FILES = 2000
 BATCH = 100
@@ -149,15 +150,15 @@ def test_progress_file_drops_a_cut_line_and_refuses_another_run(tmp_path: Path) 
     assert path.name == "out.fits.partial.jsonl"
     progress = ProgressFile(path, {"netsha": "abc", "batch_size": 2})
     assert progress.read() == {}
-    rows = [{"file": "a.pi", "error": "", "z": [0.1, float("nan")]}, {"file": "b", "error": "x"}]
+    rows = [{"FILE": "a.pi", "ERROR": "", "Z": [0.1, float("nan")]}, {"FILE": "b", "ERROR": "x"}]
     progress.append(0, rows)
     with open(path, "a", encoding="utf-8") as handle:
-        handle.write('{"batch": 1, "rows": [{"file": "c.pi", "er')  # killed mid-write
+        handle.write('{"batch": 1, "rows": [{"FILE": "c.pi", "ER')  # killed mid-write
     again = ProgressFile(path, {"netsha": "abc", "batch_size": 2})
     done = again.read()
-    assert set(done) == {"a.pi", "b"} and np.isnan(done["a.pi"]["z"][1])
+    assert set(done) == {"a.pi", "b"} and np.isnan(done["a.pi"]["Z"][1])
     assert path.read_text().endswith("\n")  # the cut line is gone before anything is added
-    again.append(1, [{"file": "c.pi", "error": ""}])
+    again.append(1, [{"FILE": "c.pi", "ERROR": ""}])
     assert set(ProgressFile(path, {"netsha": "abc", "batch_size": 2}).read()) == {
         "a.pi",
         "b",
@@ -280,7 +281,17 @@ def test_encode_killed_part_way_resumes_to_the_same_table(
     good = errors == ""
     np.testing.assert_allclose(centres.ra.deg, np.asarray(got["RA"])[good], atol=1e-7)
     np.testing.assert_allclose(centres.dec.deg, np.asarray(got["DEC"])[good], atol=1e-7)
-    assert [r.meta["text"] for r in parsed] == list(_values(got["OBJECT"])[good])
+    labels = [
+        region_label(name, file, cluster)
+        for name, file, cluster in zip(
+            _values(got["OBJECT"])[good],
+            _values(got["FILE"])[good],
+            got["CLUSTER"][good],
+            strict=True,
+        )
+    ]
+    assert [r.meta["text"] for r in parsed] == labels  # "SIM J0001, sim0001.pi, cluster 2"
+    assert labels[1] == f"SIM J0001, sim0001.pi, cluster {got['CLUSTER'][1]}"
     colours = {r.visual.get("edgecolor", r.visual.get("color")) for r in parsed}
     assert 1 <= len(colours) <= len(set(np.asarray(got["CLUSTER"])[good]))
 
@@ -306,7 +317,7 @@ def test_progress_mismatch_lives_in_errors() -> None:
 
 def test_progress_file_without_a_valid_header_is_moved_aside(tmp_path: Path) -> None:
     path = progress_path(tmp_path / "out.fits")
-    lines = '{"batch":0,"rows":[{"file":"a.pi","error":""}]}\n'  # a header lost in a race
+    lines = '{"batch":0,"rows":[{"FILE":"a.pi","ERROR":""}]}\n'  # a header lost in a race
     path.write_text(lines)
     notes: list[str] = []
     progress = ProgressFile(path, {"netsha": "abc", "batch_size": 2})
@@ -325,10 +336,10 @@ def test_progress_file_drops_lines_that_are_not_batches(tmp_path: Path) -> None:
     path = progress_path(tmp_path / "out.fits")
     progress = ProgressFile(path, {"netsha": "abc", "batch_size": 2})
     progress.read()
-    progress.append(0, [{"file": "ü a.pi", "error": ""}])
+    progress.append(0, [{"FILE": "ü a.pi", "ERROR": ""}])
     with open(path, "a", encoding="utf-8") as handle:
         handle.write('{"rows": [{"no file": 1}]}\n')
-        handle.write('{"batch": 2, "rows": [{"file": "c", "error": ""}]}\n')
+        handle.write('{"batch": 2, "rows": [{"FILE": "c", "ERROR": ""}]}\n')
     done = ProgressFile(path, {"netsha": "abc", "batch_size": 2}).read()
     assert set(done) == {"ü a.pi"}  # the bad line and everything after it are done again
     assert len(path.read_text().splitlines()) == 2

@@ -17,6 +17,7 @@ from sherpa_latent.regionfile import (
     NO_CLUSTER_COLOR,
     catalogue_regions,
     cluster_color,
+    region_label,
     write_regions,
 )
 
@@ -42,8 +43,14 @@ def test_one_circle_per_row_with_a_position(tmp_path: Path) -> None:
     want = [(187.2779, 2.0524), (10.5, -89.9), (359.99, 0.0), (187.7059, 12.3911)]
     np.testing.assert_allclose(centres, want, atol=1e-8)
     np.testing.assert_allclose([r.radius.to_value(u.arcsec) for r in parsed], 5.0, rtol=1e-5)
-    # OBJECT, else the file name; braces (which end a DS9 text field) are replaced.
-    assert [r.meta["text"] for r in parsed] == ["3C 273", "src2.pi", "odd (name)", "M 87"]
+    # OBJECT, the file's base name and the cluster; braces (which end a DS9 text field)
+    # are replaced.
+    assert [r.meta["text"] for r in parsed] == [
+        "3C 273, src1.pi, cluster 3",
+        "src2.pi, cluster 0",
+        "odd (name), src4.pi",
+        "M 87, src5.pi, cluster 19",
+    ]
     colours = [r.visual.get("edgecolor", r.visual.get("color")) for r in parsed]
     assert colours == [CLUSTER_COLORS[3], CLUSTER_COLORS[0], NO_CLUSTER_COLOR, CLUSTER_COLORS[3]]
     assert "cluster 19" in path.read_text()  # the tag keeps the cluster when colours repeat
@@ -79,4 +86,29 @@ def test_non_ascii_labels_read_back(tmp_path: Path) -> None:
     text = path.read_bytes().decode("utf-8")  # the file is UTF-8
     assert "3c 273 ü.pi" in text
     parsed = Regions.read(str(path), format="ds9")
-    assert [r.meta["text"] for r in parsed] == ["3c 273 ü.pi", "bad\ufffd.pi"]
+    assert [r.meta["text"] for r in parsed] == ["3c 273 ü.pi, cluster 3", "bad\ufffd.pi, cluster 0"]
+
+
+def test_labels_name_the_file_and_the_cluster() -> None:
+    """Issue 13: a label says which file the circle is and which cluster it is in."""
+    assert region_label("3C 273", "/data/obs/3c273.pi", 3) == "3C 273, 3c273.pi, cluster 3"
+    assert region_label("", "src.pi", 0) == "src.pi, cluster 0"
+    assert region_label("src.pi", "a/src.pi", -1) == "src.pi"  # OBJECT equal to the name
+    assert region_label("", "", -1) == ""
+
+
+def test_a_table_read_back_from_fits_labels_by_file(tmp_path: Path) -> None:
+    """Empty OBJECT strings read back from FITS as masked entries: the file names the circle."""
+    from sherpa_latent.catalogue import read_table, write_table
+
+    table = _table()
+    table["OBJECT"] = ["", "", "", "", "M 87"]
+    write_table(table, tmp_path / "t.fits")
+    back = read_table(tmp_path / "t.fits")
+    texts = [r.meta["text"] for r in catalogue_regions(back)]
+    assert texts == [
+        "src1.pi, cluster 3",
+        "src2.pi, cluster 0",
+        "src4.pi",
+        "M 87, src5.pi, cluster 19",
+    ]

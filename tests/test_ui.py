@@ -13,6 +13,7 @@ from sherpa.astro import ui
 from sherpa.utils.err import IdentifierErr
 
 import sherpa_latent.ui as slui
+from sherpa_latent.columns import SESSION_COLUMNS
 from sherpa_latent.errors import NetworkFileError, SpectrumError
 from sherpa_latent.models import LatentSpectrum
 
@@ -85,11 +86,22 @@ def test_set_latent_source(two_spectra) -> None:
 def test_latent_report_without_classical_fit(two_spectra) -> None:
     table = slui.latent_report(classical=False)
     assert len(table) == 2 and list(table["ID"]) == ["1", "b"]
+    assert table.colnames == list(SESSION_COLUMNS)  # the report table's, with ID
     assert table["Z"].shape == (2, 8)
-    assert table["NH"].unit == u.Unit("1e22 cm-2")
-    assert table["NORM"].unit == u.Unit("ph cm-2 s-1")
-    np.testing.assert_allclose(table["NORM"].value, 10 ** table["LOG_NORM"].value.astype(float))
-    assert "PL_NH" not in table.colnames
+    assert table["NH_LATENT"].unit == u.Unit("1e22 cm-2")
+    assert table["NORM_LATENT"].unit == u.Unit("ph cm-2 s-1")
+    for i, key in enumerate((1, "b")):
+        result = slui.get_latent(key)
+        np.testing.assert_array_equal(table["Z"][i], result.z)
+        assert table["NH_LATENT_LO"][i] == result.nh[1]
+        norm = [table[f"NORM_LATENT{s}"][i] for s in ("_LO", "", "_HI")]
+        want = 10.0 ** (result.log_norm + np.array([-1.0, 0.0, 1.0]) * result.log_norm_err)
+        np.testing.assert_allclose(norm, want, rtol=1e-12)
+        assert table["STATISTIC_LATENT"][i] == result.statistic
+        assert table["STAT_LATENT"][i] == result.cstat
+    assert np.all(np.isnan(table["NH_CLASSICAL"])) and np.all(table["DOF_CLASSICAL"] == -1)
+    # 3C 273 has RA_TARG/DEC_TARG, the CSC spectrum RA/DEC: both get a Galactic column
+    assert np.all(np.isfinite(table["RA"])) and list(table["NH_GAL_SURVEY"]) == ["HI4PI"] * 2
     assert table.meta["NETSHA"] == slui.get_network().sha256
 
 
@@ -100,10 +112,13 @@ def test_latent_report_with_classical_fit(two_spectra) -> None:
     table = slui.latent_report(1)
     assert len(table) == 1
     row = table[0]
-    assert row["PL_STATISTIC"] == "wstat" and row["PL_DOF"] > 0
-    assert row["PL_NH_LO"] <= row["PL_NH"] <= row["PL_NH_HI"]
-    assert 1.5 < row["PL_GAMMA"] < 2.5
-    assert table["PL_FLUX"].unit == u.Unit("erg cm-2 s-1")
+    assert row["STATISTIC_CLASSICAL"] == "wstat" and row["DOF_CLASSICAL"] > 0
+    assert row["NBINS_CLASSICAL"] == row["DOF_CLASSICAL"] + 3
+    assert row["NH_CLASSICAL_LO"] <= row["NH_CLASSICAL"] <= row["NH_CLASSICAL_HI"]
+    assert 1.5 < row["GAMMA_CLASSICAL"] < 2.5
+    assert table["FLUX_ABS_05_7"].unit == u.Unit("erg cm-2 s-1")
+    assert row["FLUX_ABS_05_7_LO"] <= row["FLUX_ABS_05_7"] <= row["FLUX_ABS_05_7_HI"]
+    assert row["NH_CLASSICAL_EXCEEDS_GAL"] == (row["NH_CLASSICAL_LO"] > row["NH_GAL"])
     assert ui.get_data(1).subtracted  # the session's data set is left as it was
     assert np.array_equal(ui.get_data(1).mask, mask)
 
