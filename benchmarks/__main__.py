@@ -42,7 +42,13 @@ class Plan:
     reading_files: int = 100
     reading_repeats: int = 3
     classical_files: int = 12
+    classical_start_spectra: int = 500
+    report_runs: int = 5
     agreement_files: int | None = None
+    ddp_steps: int = 200
+    dask_encode_files: int = 4096
+    dask_report_files: int = 32
+    dask_repeats: int = 3
     repeats: int = 5
     min_seconds: float = 0.5
 
@@ -57,7 +63,13 @@ QUICK = Plan(
     reading_files=4,
     reading_repeats=2,
     classical_files=1,
+    classical_start_spectra=3,
+    report_runs=1,
     agreement_files=1,
+    ddp_steps=20,
+    dask_encode_files=32,
+    dask_report_files=2,
+    dask_repeats=1,
     repeats=1,
     min_seconds=0.05,
 )
@@ -141,6 +153,12 @@ def run(plan: Plan, work_dir: Path, out_dir: Path, *, gpu: bool = True) -> dict:
     }
     _log("classical loop")
     results["classical"] = speed.classical_loop(paths[: plan.classical_files])
+    _log(f"classical fit from the network's start: {plan.classical_start_spectra} spectra")
+    from .classical_start import report_command_time, start_agreement
+
+    results["classical_start"] = start_agreement(encoder, plan.classical_start_spectra)
+    _log(f"sherpa-latent report on 3C 273, {plan.report_runs} timed runs")
+    results["report_command"] = report_command_time(repeats=plan.report_runs)
     e2e_two = results["end_to_end"][1]["seconds_per_spectrum"]
     results["speedup_classical_over_end_to_end_2_workers"] = (
         results["classical"]["median_seconds_per_spectrum"] / e2e_two
@@ -156,6 +174,21 @@ def run(plan: Plan, work_dir: Path, out_dir: Path, *, gpu: bool = True) -> dict:
     results["scaling_shards"] = [
         run_point("shards", shards_dir, n, plan.shard_batch, threads) for n in plan.scaling_shards
     ]
+    _log("training: one process, torchrun with 1 and 2 CPU ranks")
+    from .scaling_ddp import ddp_scaling
+
+    results["ddp"] = ddp_scaling(shards_dir, work_dir / "ddp", steps=plan.ddp_steps)
+    _log("Dask: encode and report in one process, the old process pool, 1 and 2 workers")
+    from .scaling_dask import run_all as dask_scaling
+
+    results["dask"] = dask_scaling(
+        files_dir,
+        n_encode=plan.dask_encode_files,
+        n_report=plan.dask_report_files,
+        repeats=plan.dask_repeats,
+        threads=threads,
+        log=_log,
+    )
 
     results["gpu"] = None
     if gpu and torch.cuda.is_available():

@@ -9,6 +9,13 @@ from pathlib import Path
 
 from sherpa_latent.fileio import atomic_output, write_json
 
+from .classical_start import section as classical_start_section
+from .classical_start import summary_rows as classical_start_rows
+from .scaling_dask import section as dask_section
+from .scaling_dask import summary_rows as dask_rows
+from .scaling_ddp import section as ddp_section
+from .scaling_ddp import summary_rows as ddp_rows
+
 
 def _fmt(value: float | None, spec: str = ".3g") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -142,6 +149,10 @@ def markdown(results: dict, images: list[str]) -> str:
             f"{'yes' if explained else 'no'} (see below) |"
         )
 
+    lines += classical_start_rows(results.get("classical_start"), results.get("report_command"))
+    lines += ddp_rows(results.get("ddp"))
+    lines += dask_rows(results.get("dask"))
+
     # --- speed -------------------------------------------------------------------------
     net = results["network_only"]
     lines += [
@@ -273,6 +284,10 @@ def markdown(results: dict, images: list[str]) -> str:
         ]
     else:
         lines.append("No GPU on this machine; the figures above are CPU only.")
+    lines += ddp_section(results.get("ddp"))
+    lines += dask_section(results.get("dask"))
+
+    lines += classical_start_section(results.get("classical_start"), results.get("report_command"))
 
     # --- agreement ---------------------------------------------------------------------
     lines += _agreement_section(results["agreement"])

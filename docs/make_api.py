@@ -24,17 +24,21 @@ API_MD = Path(__file__).resolve().parent / "api.md"
 
 MODULES = (
     "sherpa_latent",
+    "sherpa_latent.inputs",
     "sherpa_latent.grids",
     "sherpa_latent.reader",
     "sherpa_latent.spectrum",
     "sherpa_latent.hardness",
     "sherpa_latent.classical",
+    "sherpa_latent.galactic",
     "sherpa_latent.clusters",
     "sherpa_latent.inference",
     "sherpa_latent.models",
     "sherpa_latent.ui",
     "sherpa_latent.plotting",
     "sherpa_latent.catalogue",
+    "sherpa_latent.executors",
+    "sherpa_latent.columns",
     "sherpa_latent.cli",
 )
 

@@ -110,7 +110,10 @@ print(
     f"(SHA-256 {table.meta['NETSHA'][:12]}...), {table.meta['CREATOR']}"
 )
 print(f"  input grid {table.meta['INGRID']}, model grid {table.meta['MODGRID']}")
-nh = {key: table[key].quantity.to_value(u.Unit("1e22 cm-2")) for key in ("NH", "NH_LO", "NH_HI")}
+nh = {
+    key: table[f"NH_LATENT{key}"].quantity.to_value(u.Unit("1e22 cm-2"))
+    for key in ("", "_LO", "_HI")
+}
 for i, row in enumerate(table):
     name = Path(row["FILE"]).name
     if row["ERROR"]:
@@ -119,7 +122,7 @@ for i, row in enumerate(table):
     position = "no position" if np.isnan(row["RA"]) else f"RA {row['RA']:.5f} Dec {row['DEC']:+.5f}"
     print(
         f"  {name:<38} {row['OBJECT'] or '-':<10} {position:<30} "
-        f"N_H {nh['NH'][i]:.3g} [{nh['NH_LO'][i]:.3g}, {nh['NH_HI'][i]:.3g}] x 10^22 cm^-2"
+        f"N_H {nh[''][i]:.3g} [{nh['_LO'][i]:.3g}, {nh['_HI'][i]:.3g}] x 10^22 cm^-2"
     )
     print(f"  {'':<38} {row['CLUSTER_LABEL']}, anomaly {row['ANOMALY']:+.1f} sigma")
 

@@ -26,7 +26,6 @@ from pathlib import Path
 import sherpa
 from sherpa.astro.ui import *
 
-from sherpa_latent.models import init_from_result
 from sherpa_latent.ui import *
 
 outdir = Path(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="mixed_fit_"))

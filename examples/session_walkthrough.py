@@ -38,7 +38,9 @@ print(f"anomaly {result.anomaly:+.1f} sigma; 0.5-7 keV flux {10**result.log_norm
 
 # --- the network's results and the classical wabs * powlaw1d fit, one row per data set ----
 report = latent_report()
-summary = report["NH", "NH_LO", "NH_HI", "PL_NH", "PL_GAMMA", "ANOMALY"]  # of many columns
+summary = report[  # a few of many columns (docs/columns.md)
+    "NH_LATENT", "NH_LATENT_LO", "NH_LATENT_HI", "NH_CLASSICAL", "GAMMA_CLASSICAL", "NH_GAL"
+]  # fmt: skip
 for column in summary.itercols():
     column.info.format = ".3g"
 summary.pprint(max_width=-1)

@@ -16,6 +16,7 @@ the ARF on the ARF's grid is rebinned onto the RMF's).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -38,6 +39,10 @@ __all__ = [
     "find_named_file",
     "arf_on_rmf_grid",
 ]
+
+
+_ACIS_CHIPS = ("I0", "I1", "I2", "I3", "S0", "S1", "S2", "S3", "S4", "S5")
+"""ACIS chip names by CCD_ID (Proposers' Observatory Guide)."""
 
 
 @dataclass(frozen=True)
@@ -151,18 +156,57 @@ class Spectrum:
         return f"{inst} {det}".strip() if det and det != inst else inst
 
     @property
+    def detector(self) -> str:
+        """The detector in an astronomer's words, from INSTRUME, DETNAM and GRATING.
+
+        ACIS chips are named as in the Proposers' Observatory Guide (0-3: I0-I3, 4-9:
+        S0-S5): ``DETNAM = 'ACIS-7'`` is "ACIS-S3", ``'ACIS-56789'`` is "ACIS-S (chips
+        S1-S5)", and a grating other than NONE is appended ("ACIS-S (chips S1-S5), HETG").
+        """
+        inst = str(self._keyword("INSTRUME", "")).strip()
+        det = str(self._keyword("DETNAM", "")).strip()
+        grating = str(self._keyword("GRATING", "")).strip()
+        name = det or inst
+        match = re.fullmatch(r"ACIS-(\d+)", det.upper())
+        if inst.upper() == "ACIS" and match:
+            chips = [_ACIS_CHIPS[int(c)] for c in match.group(1)]
+            if len(chips) == 1:
+                name = f"ACIS-{chips[0]}"
+            else:
+                arrays = "+".join(sorted({chip[0] for chip in chips}))
+                numbers = [int(chip[1]) for chip in chips]
+                same_array = len({chip[0] for chip in chips}) == 1
+                if same_array and numbers == list(range(numbers[0], numbers[-1] + 1)):
+                    listed = f"{chips[0]}-{chips[-1]}"
+                else:
+                    listed = " ".join(chips)
+                name = f"ACIS-{arrays} (chips {listed})"
+        if grating and grating.upper() != "NONE":
+            name = f"{name}, {grating}"
+        return name
+
+    @property
     def exposure(self) -> float:
         """Exposure time, s."""
         return float(self.pha.exposure)
 
     @property
     def position(self) -> tuple[float, float] | None:
-        """Target right ascension and declination (RA_TARG, DEC_TARG), degrees, or None."""
-        ra, dec = self._keyword("RA_TARG"), self._keyword("DEC_TARG")
-        try:
-            return float(ra), float(dec)
-        except (TypeError, ValueError):
-            return None
+        """Source right ascension and declination (ICRS), degrees, or None.
+
+        The RA and DEC keywords come first: Chandra Source Catalog spectra and
+        ``specextract`` output carry the source position there. Otherwise RA_TARG and
+        DEC_TARG, the observation's target. A pair that is missing, not a number, or
+        outside 0 <= RA < 360 and -90 <= DEC <= 90 is passed over.
+        """
+        for ra_key, dec_key in (("RA", "DEC"), ("RA_TARG", "DEC_TARG")):
+            try:
+                ra, dec = float(self._keyword(ra_key)), float(self._keyword(dec_key))
+            except (TypeError, ValueError):
+                continue
+            if np.isfinite(ra) and np.isfinite(dec) and 0 <= ra < 360 and abs(dec) <= 90:
+                return ra, dec
+        return None
 
     # --- counts -----------------------------------------------------------------------
     @property

