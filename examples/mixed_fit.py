@@ -3,7 +3,7 @@
 1. the classical absorbed power law, ``wabs.gal * powlaw1d.pl``;
 2. the learned spectrum alone, ``latent.src`` started from the encoder;
 3. ``wabs.gal * latent.src`` with ``gal.nh`` frozen at the Galactic column towards 3C 273,
-   1.79 x 10^20 cm^-2 (the latent spectrum is intrinsic to the source, absorption
+   1.73 x 10^20 cm^-2 from HI4PI (the latent spectrum is intrinsic to the source, absorption
    included, so the Galactic absorber is a known extra that the latents need not learn);
 4. ``latent.src + powlaw1d.extra``: the learned spectrum plus a classical power law.
 
@@ -61,11 +61,11 @@ print(f"latent.src alone: 0.5-7 keV photon flux {src.norm.val:.4g} photons/cm^2/
 # 3. Galactic absorption times the latent spectrum ----------------------------------------
 set_source(wabs.gal * latent.src)
 gal, src = get_model_component("gal"), get_model_component("src")
-gal.nh = 0.0179  # 10^22 cm^-2: the Galactic column towards 3C 273
+gal.nh = galactic_nh().nh  # 10^22 cm^-2: HI4PI towards 3C 273, from its RA_TARG/DEC_TARG
 freeze(gal.nh)
 init_from_result(src, get_latent())  # start z1..z8 and norm where the encoder put them
 fit()
-record("wabs.gal * latent.src (gal.nh = 0.0179 frozen)")
+record(f"wabs.gal * latent.src (gal.nh = {gal.nh.val:.4f} frozen)")
 unabsorbed = calc_energy_flux(0.5, 7, model=src)  # the latent component alone
 print(f"wabs.gal * latent.src: latent component before absorption {unabsorbed:.4g} erg/cm^2/s")
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from .grids import FIT_BAND, channel_bin_index
 from .inference import cash_statistic
+from .regionfile import CLUSTER_COLORS
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -40,29 +41,7 @@ __all__ = [
     "cash_statistic",
     "poisson_errors",
     "display_groups",
-    "CLUSTER_COLOURS",
 ]
-
-CLUSTER_COLOURS: tuple[str, ...] = (
-    "#e6194b",  # red
-    "#3cb44b",  # green
-    "#4363d8",  # blue
-    "#f58231",  # orange
-    "#911eb4",  # purple
-    "#42d4f4",  # cyan
-    "#f032e6",  # magenta
-    "#9a6324",  # brown
-    "#808000",  # olive
-    "#000075",  # navy
-    "#bfef45",  # lime
-    "#469990",  # teal
-    "#800000",  # maroon
-    "#ffd700",  # gold
-    "#a9a9a9",  # grey
-    "#fabed4",  # pink
-)
-"""16 clearly distinct cluster colours (Trubetskoy's list of 20 distinct colours, without
-its pale shades and black): no two are shades of one hue. Beyond 16 clusters they repeat."""
 
 
 def poisson_errors(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -510,8 +489,9 @@ def plot_latent_space(
 ) -> Figure:
     """Two latent dimensions: the clusters' 1 and 2 sigma ellipses and the spectra on them.
 
-    Each cluster has its own colour (:data:`CLUSTER_COLOURS`); the clusters the spectra
-    fall in are drawn bolder, and their legend entries name the spectra. Each spectrum is
+    Each cluster has its own colour, the one region files give it
+    (:data:`sherpa_latent.regionfile.CLUSTER_COLORS`); the clusters the spectra fall in are
+    drawn bolder, and their legend entries name the spectra. Each spectrum is
     a point in its cluster's colour with its 1 sigma error bars, labelled with its file.
 
     Parameters
@@ -560,7 +540,7 @@ def plot_latent_space(
         if int(res.cluster) >= 0:
             own.setdefault(int(res.cluster), []).append(os.path.basename(str(res.file)))
     legend: list[tuple[int, Any]] = []
-    colours = list(CLUSTER_COLOURS)
+    colours = list(CLUSTER_COLORS)
     if clusters is not None:
         means = np.asarray(clusters.means)
         if max(dims) >= means.shape[1]:

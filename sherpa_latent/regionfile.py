@@ -31,24 +31,26 @@ __all__ = [
 ]
 
 CLUSTER_COLORS: tuple[str, ...] = (
-    "#1f77b4",
-    "#ff7f0e",
-    "#2ca02c",
-    "#d62728",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#7f7f7f",
-    "#bcbd22",
-    "#17becf",
-    "#aec7e8",
-    "#ffbb78",
-    "#98df8a",
-    "#ff9896",
-    "#c5b0d5",
-    "#c49c94",
+    "#e6194b",  # red
+    "#3cb44b",  # green
+    "#4363d8",  # blue
+    "#f58231",  # orange
+    "#911eb4",  # purple
+    "#42d4f4",  # cyan
+    "#f032e6",  # magenta
+    "#9a6324",  # brown
+    "#808000",  # olive
+    "#000075",  # navy
+    "#bfef45",  # lime
+    "#469990",  # teal
+    "#800000",  # maroon
+    "#ffd700",  # gold
+    "#a9a9a9",  # grey
+    "#fabed4",  # pink
 )
-"""Colours of clusters 0, 1, 2, ... (repeating after the last)."""
+"""Colours of clusters 0, 1, 2, ... in region files and plots alike: 16 clearly distinct
+colours (Trubetskoy's list of 20 distinct colours, without its pale shades and black), no two
+shades of one hue. Beyond 16 clusters they repeat."""
 
 NO_CLUSTER_COLOR = "white"
 """Colour of a spectrum with a position but no cluster (for example a failed encoding)."""

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SpectrumReport",
     "report_spectrum",
+    "assemble_report",
     "report_file",
     "error_message",
     "latent_start",
@@ -369,12 +370,41 @@ def report_spectrum(
     galactic : bool, optional
         Look up the Galactic column (HI4PI) towards the header's position.
     """
-    said = list(spectrum.warnings)
     latent = encoder.encode([spectrum])[0] if encoder is not None else None
     fit = None
     if classical:
         start = latent_start(encoder, latent) if latent is not None else None
         fit = fit_absorbed_powerlaw(spectrum, start=start)
+    return assemble_report(spectrum, hardness_ratios(spectrum), fit, latent, galactic=galactic)
+
+
+def assemble_report(
+    spectrum: Spectrum,
+    hardness: HardnessRatios,
+    classical: ClassicalFit | None,
+    latent: LatentResult | None,
+    *,
+    galactic: bool = True,
+) -> SpectrumReport:
+    """A :class:`SpectrumReport` from results already at hand, with the header's facts.
+
+    The Galactic column towards the header's position is looked up here (a failed lookup
+    becomes a warning of the report, and the rest of the report stands).
+
+    Parameters
+    ----------
+    spectrum : Spectrum
+        The spectrum the results are of.
+    hardness : HardnessRatios
+        Its hardness ratios.
+    classical : ClassicalFit or None
+        Its classical fit.
+    latent : LatentResult or None
+        What the network says about it.
+    galactic : bool, optional
+        Look up the Galactic column (HI4PI) towards the header's position.
+    """
+    said = list(spectrum.warnings)
     position = spectrum.position
     column = None
     if galactic and position is not None:
@@ -389,8 +419,8 @@ def report_spectrum(
         instrument=spectrum.detector,
         exposure=spectrum.exposure,
         net_counts=float(spectrum.net_counts()),
-        hardness=hardness_ratios(spectrum),
-        classical=fit,
+        hardness=hardness,
+        classical=classical,
         latent=latent,
         warnings=said,
         position=position,

@@ -452,47 +452,25 @@ def latent_report(ids: IdType | Sequence[IdType] | None = None, classical: bool 
     """
     from .catalogue import provenance
     from .columns import SESSION_COLUMNS, make_table, report_values
-    from .report import SpectrumReport
+    from .report import assemble_report, latent_start
 
     encoder = current_encoder()
     rows = []
     for key in _ids(ids):
         spectrum = get_spectrum(key)
         result = get_latent(key)
-        fit = fit_classical(key) if classical else None
-        galactic, said = _galactic_column(spectrum)
-        report = SpectrumReport(
-            file=spectrum.path,
-            object=spectrum.object,
-            obsid=spectrum.obsid,
-            instrument=spectrum.detector,
-            exposure=spectrum.exposure,
-            net_counts=float(spectrum.net_counts()),
-            hardness=hardness_ratios(key),
-            classical=fit,
-            latent=result,
-            warnings=[*spectrum.warnings, *said],
-            position=spectrum.position,
-            galactic=galactic,
-        )
+        fit = None
+        if classical:  # as the report fits it: from the network's N_H and photon index
+            with _sherpa_errors(spectrum.path, "the classical fit"):
+                start = latent_start(encoder, result)
+                fit = fit_absorbed_powerlaw(spectrum, start=start)
+        report = assemble_report(spectrum, hardness_ratios(key), fit, result)
         rows.append({"ID": str(key), **report_values(report)})
     dim = encoder.model.config.latent_dim
     table = make_table(rows, SESSION_COLUMNS, sizes={"Z": dim, "Z_ERR": dim})
     table.meta.update(provenance(encoder))
     table.meta["EXTNAME"] = "REPORT"
     return table
-
-
-def _galactic_column(spectrum: Spectrum) -> tuple[Any, list[str]]:
-    """The Galactic column towards a spectrum's position (None without one), and notes."""
-    from .galactic import galactic_nh as column_towards  # not the session command
-
-    if spectrum.position is None:
-        return None, []
-    try:
-        return column_towards(*spectrum.position), []
-    except (ValueError, OSError) as exc:  # as report_spectrum: the rest of the row stands
-        return None, [f"no Galactic N_H: {' '.join(str(exc).split())}"]
 
 
 def plot_latent(

@@ -27,13 +27,13 @@ from sherpa_latent import load_spectrum  # noqa: E402
 from sherpa_latent.classical import ClassicalFit  # noqa: E402
 from sherpa_latent.inference import load_encoder  # noqa: E402
 from sherpa_latent.plotting import (  # noqa: E402
-    CLUSTER_COLOURS,
     cash_statistic,
     display_groups,
     plot_latent_fit,
     plot_latent_space,
     poisson_errors,
 )
+from sherpa_latent.regionfile import CLUSTER_COLORS
 
 FAINT = "acisf07867_000N001_r0002_pha3.fits"
 
@@ -196,8 +196,8 @@ def test_detector_names(sherpa_data: Path) -> None:
 
 def test_cluster_colours_are_distinct() -> None:
     """16 colours, every pair at least 25 apart in CIE L*a*b* (tab20's pairs are ~17)."""
-    assert len(CLUSTER_COLOURS) == 16 and len(set(CLUSTER_COLOURS)) == 16
-    gaps = [np.linalg.norm(lab(a) - lab(b)) for a, b in itertools.combinations(CLUSTER_COLOURS, 2)]
+    assert len(CLUSTER_COLORS) == 16 and len(set(CLUSTER_COLORS)) == 16
+    gaps = [np.linalg.norm(lab(a) - lab(b)) for a, b in itertools.combinations(CLUSTER_COLORS, 2)]
     assert min(gaps) > 25
 
 
