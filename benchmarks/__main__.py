@@ -46,7 +46,7 @@ class Plan:
     report_runs: int = 5
     agreement_files: int | None = None
     ddp_steps: int = 200
-    dask_encode_files: int = 4096
+    dask_encode_files: int = 10000  # a catalogue run: the cluster start (~3 s) weighs little
     dask_report_files: int = 32
     dask_repeats: int = 3
     repeats: int = 5

@@ -274,7 +274,7 @@ def run_point(kind: str, folder: str | os.PathLike, *args: Any, threads: int = 2
 def run_all(
     folder: str | os.PathLike,
     *,
-    n_encode: int = 4096,
+    n_encode: int = 10000,
     n_report: int = 32,
     n_tasks: int = 500,
     repeats: int = 3,
@@ -437,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", type=Path, help="where the spectrum files are (made once)")
     parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     parser.add_argument("--point", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--encode", type=int, default=4096, help="files for encode")
+    parser.add_argument("--encode", type=int, default=10000, help="files for encode")
     parser.add_argument("--report", type=int, default=32, help="files for report with fits")
     parser.add_argument("--tasks", type=int, default=500, help="empty tasks for the overhead")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each point (fastest kept)")
