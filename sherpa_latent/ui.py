@@ -452,18 +452,14 @@ def latent_report(ids: IdType | Sequence[IdType] | None = None, classical: bool 
     """
     from .catalogue import provenance
     from .columns import SESSION_COLUMNS, make_table, report_values
-    from .report import assemble_report, latent_start
+    from .report import assemble_report
 
     encoder = current_encoder()
     rows = []
     for key in _ids(ids):
         spectrum = get_spectrum(key)
         result = get_latent(key)
-        fit = None
-        if classical:  # as the report fits it: from the network's N_H and photon index
-            with _sherpa_errors(spectrum.path, "the classical fit"):
-                start = latent_start(encoder, result)
-                fit = fit_absorbed_powerlaw(spectrum, start=start)
+        fit = _classical_from_network(spectrum, encoder, result) if classical else None
         report = assemble_report(spectrum, hardness_ratios(key), fit, result)
         rows.append({"ID": str(key), **report_values(report)})
     dim = encoder.model.config.latent_dim
@@ -471,6 +467,16 @@ def latent_report(ids: IdType | Sequence[IdType] | None = None, classical: bool 
     table.meta.update(provenance(encoder))
     table.meta["EXTNAME"] = "REPORT"
     return table
+
+
+def _classical_from_network(
+    spectrum: Spectrum, encoder: LatentEncoder, result: LatentResult
+) -> ClassicalFit:
+    """The classical fit as the report makes it: from the network's N_H and photon index."""
+    from .report import latent_start
+
+    with _sherpa_errors(spectrum.path, "the classical fit"):
+        return fit_absorbed_powerlaw(spectrum, start=latent_start(encoder, result))
 
 
 def plot_latent(
@@ -571,7 +577,10 @@ def plot_latent_fit(
         fitted, fit_note = _session_fit(key, source, spectrum)
         label = f"{'fitted' if fitted else 'session'} {_model_name(source)}"
         note = fit_note
-    fit = fit_classical(key) if classical else None
+    if classical:
+        fit = _classical_from_network(spectrum, encoder, result or get_latent(key))
+    else:
+        fit = None
     with _sherpa_errors(spectrum.path, "plotting"):
         return _plot(
             spectrum,

@@ -4,8 +4,10 @@ the optional larger set in ../shared/data/chandra, and damaged copies made on th
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -146,3 +148,36 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=300,
     )
+
+
+def complete_batches(progress: Path) -> int:
+    """Whole batches in an ``encode`` progress file (a line being written is not counted)."""
+    if not progress.exists():
+        return 0
+    lines = progress.read_bytes().split(b"\n")[:-1]
+    return max(0, len(lines) - 1)  # the first line is the header
+
+
+def kill_after_batches(
+    run: subprocess.Popen, progress: Path, batches: int, *, timeout: float, group: bool = True
+) -> None:
+    """SIGKILL a running ``encode`` once its progress file holds ``batches`` whole batches.
+
+    ``group`` kills the run's whole process group (it was started in a session of its own),
+    otherwise only the process itself. Fails when the run ends first or nothing is recorded
+    within ``timeout`` seconds; the run is reaped either way.
+    """
+    try:
+        deadline = time.monotonic() + timeout
+        while complete_batches(progress) < batches and run.poll() is None:
+            assert time.monotonic() < deadline, f"no batches recorded in {timeout:.0f} s"
+            time.sleep(0.02)
+        assert run.poll() is None, "the run ended before it could be interrupted"
+    finally:
+        if run.poll() is None:
+            if group:
+                os.killpg(run.pid, signal.SIGKILL)
+            else:
+                os.kill(run.pid, signal.SIGKILL)
+        run.communicate(timeout=60)
+    assert run.returncode == -signal.SIGKILL

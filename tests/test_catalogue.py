@@ -8,8 +8,6 @@ bookkeeping (one row per file, resumption, identical results), not the science.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +17,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table
-from conftest import make_small_network
+from conftest import complete_batches, kill_after_batches, make_small_network
 
 from sherpa_latent import load_spectrum
 from sherpa_latent.catalogue import (
@@ -185,13 +183,6 @@ def catalogue_files(tmp_path_factory, sherpa_data: Path) -> tuple[Path, list[str
     return stack, paths
 
 
-def _complete_batches(path: Path) -> int:
-    if not path.exists():
-        return 0
-    lines = path.read_bytes().split(b"\n")[:-1]  # a line still being written is not counted
-    return max(0, len(lines) - 1)
-
-
 def _values(column) -> np.ndarray:
     """A column's values, masked entries (empty strings read back from FITS) filled."""
     if hasattr(column, "filled"):
@@ -239,20 +230,9 @@ def test_encode_killed_part_way_resumes_to_the_same_table(
         f"batch_size={BATCH}", "workers=2", f"regions={regions}",
     ]  # fmt: skip
     t0 = time.perf_counter()
-    run = _cli(*args, background=True)
-    try:
-        deadline = time.monotonic() + 300
-        while _complete_batches(progress) < 4 and run.poll() is None:
-            assert time.monotonic() < deadline, "no batches recorded in 5 minutes"
-            time.sleep(0.05)
-        assert run.poll() is None, "the run ended before it could be interrupted"
-    finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-        run.communicate(timeout=60)
-    assert run.returncode == -signal.SIGKILL
+    kill_after_batches(_cli(*args, background=True), progress, 4, timeout=300)
     assert not output.exists() and progress.exists()
-    finished = _complete_batches(progress)
+    finished = complete_batches(progress)
     assert 4 <= finished < len(paths) // BATCH
 
     # A file finished before the kill is damaged now: a run that redid it would notice.

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
-from conftest import SHERPA_SPECTRA, run_cli, write_modified_pha
+from conftest import SHERPA_SPECTRA, kill_after_batches, run_cli, write_modified_pha
 from regions import Regions
 
 from sherpa_latent.catalogue import progress_path, read_table
@@ -79,12 +79,6 @@ def run_all(*commands: list[str]) -> list[subprocess.CompletedProcess]:
     """``run_cli`` of several independent commands at once (they only read)."""
     with ThreadPoolExecutor(max_workers=min(len(commands), os.cpu_count() or 1)) as pool:
         return list(pool.map(lambda args: run_cli(*args), commands))
-
-
-def _complete_batches(path: Path) -> int:
-    if not path.exists():
-        return 0
-    return max(0, len(path.read_bytes().split(b"\n")[:-1]) - 1)
 
 
 def _popen(*args: str) -> subprocess.Popen:
@@ -146,18 +140,7 @@ def test_non_ascii_name_through_an_interrupted_encode(
     progress = progress_path(output)
     args = ["encode", f"@{stack}", f"outfile={output}", f"network={small_network}",
             "batch_size=2", f"regions={regions}"]  # fmt: skip
-    run = _popen(*args)
-    try:
-        deadline = time.monotonic() + 120
-        while _complete_batches(progress) < 2 and run.poll() is None:
-            assert time.monotonic() < deadline, "no batches recorded in 2 minutes"
-            time.sleep(0.02)
-        assert run.poll() is None, "the run ended before it could be interrupted"
-    finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-        run.communicate(timeout=60)
-    assert run.returncode == -signal.SIGKILL
+    kill_after_batches(_popen(*args), progress, 2, timeout=120)
     assert progress.exists() and not output.exists()
     complete = progress.read_bytes().split(b"\n")[1:-1]  # batches written in full
     recorded = [rec["FILE"] for line in complete for rec in json.loads(line)["rows"]]

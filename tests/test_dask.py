@@ -26,7 +26,13 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table
-from conftest import SHERPA_DATA, SHERPA_SPECTRA, make_small_network
+from conftest import (
+    SHERPA_DATA,
+    SHERPA_SPECTRA,
+    complete_batches,
+    kill_after_batches,
+    make_small_network,
+)
 
 from sherpa_latent.catalogue import (
     encode_files,
@@ -398,18 +404,8 @@ def test_a_driver_killed_mid_run_resumes(
         text=True,
         start_new_session=True,
     )
-    try:
-        deadline = time.monotonic() + 300
-        while _complete_batches(progress) < 3 and run.poll() is None:
-            assert time.monotonic() < deadline, "no batches recorded in 5 minutes"
-            time.sleep(0.02)
-        assert run.poll() is None, "the run ended before it could be interrupted"
-    finally:
-        if run.poll() is None:
-            os.kill(run.pid, signal.SIGKILL)  # the driver only: the workers go on serving
-        run.communicate(timeout=60)
-    assert run.returncode == -signal.SIGKILL
-    finished = _complete_batches(progress)
+    kill_after_batches(run, progress, 3, timeout=300, group=False)  # the driver only
+    finished = complete_batches(progress)
     assert not (workdir / "resumed.fits").exists() and finished >= 3
     again = _sherpa_latent(line, workdir)
     assert again.returncode == 1, again.stderr
@@ -424,13 +420,6 @@ def test_a_driver_killed_mid_run_resumes(
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-5, err_msg=name)
         else:
             assert np.array_equal(a, b), name
-
-
-def _complete_batches(path: Path) -> int:
-    if not path.exists():
-        return 0
-    lines = path.read_bytes().split(b"\n")[:-1]  # a line still being written is not counted
-    return max(0, len(lines) - 1)
 
 
 # --- must-hold 3 ---------------------------------------------------------------------
